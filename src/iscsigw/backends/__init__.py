@@ -1,0 +1,1 @@
+"""Block storage behind one small async interface (see ``base.BlockBackend``)."""

@@ -1,0 +1,150 @@
+"""RFC 7143 numbers, named as the RFC names them."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+BHS_LEN = 48
+DIGEST_LEN = 4
+RESERVED_TAG = 0xFFFFFFFF
+
+
+class Opcode(IntEnum):
+    # initiator -> target
+    NOP_OUT = 0x00
+    SCSI_CMD = 0x01
+    TMF_REQ = 0x02
+    LOGIN_REQ = 0x03
+    TEXT_REQ = 0x04
+    DATA_OUT = 0x05
+    LOGOUT_REQ = 0x06
+    SNACK = 0x10
+    # target -> initiator
+    NOP_IN = 0x20
+    SCSI_RSP = 0x21
+    TMF_RSP = 0x22
+    LOGIN_RSP = 0x23
+    TEXT_RSP = 0x24
+    DATA_IN = 0x25
+    LOGOUT_RSP = 0x26
+    R2T = 0x31
+    ASYNC_MSG = 0x32
+    REJECT = 0x3F
+
+
+INITIATOR_OPCODES = frozenset(
+    {
+        Opcode.NOP_OUT,
+        Opcode.SCSI_CMD,
+        Opcode.TMF_REQ,
+        Opcode.LOGIN_REQ,
+        Opcode.TEXT_REQ,
+        Opcode.DATA_OUT,
+        Opcode.LOGOUT_REQ,
+        Opcode.SNACK,
+    }
+)
+
+# byte 1 flags
+FLAG_FINAL = 0x80
+FLAG_READ = 0x40  # SCSI command R
+FLAG_WRITE = 0x20  # SCSI command W
+FLAG_CONTINUE = 0x40  # Text/Login C
+FLAG_TRANSIT = 0x80  # Login T
+ATTR_MASK = 0x07
+RSP_BIDI_OVERFLOW = 0x10
+RSP_BIDI_UNDERFLOW = 0x08
+RSP_OVERFLOW = 0x04
+RSP_UNDERFLOW = 0x02
+DATA_IN_ACK = 0x40
+DATA_IN_STATUS = 0x01
+
+
+class Stage(IntEnum):
+    SECURITY = 0
+    OPERATIONAL = 1
+    FULL_FEATURE = 3
+
+
+class LoginStatus(IntEnum):
+    """Status-Class << 8 | Status-Detail (RFC 7143 §11.13.5)."""
+
+    SUCCESS = 0x0000
+    TARGET_MOVED_TEMPORARILY = 0x0101
+    TARGET_MOVED_PERMANENTLY = 0x0102
+    INITIATOR_ERROR = 0x0200
+    AUTHENTICATION_FAILURE = 0x0201
+    AUTHORIZATION_FAILURE = 0x0202
+    NOT_FOUND = 0x0203
+    TARGET_REMOVED = 0x0204
+    UNSUPPORTED_VERSION = 0x0205
+    TOO_MANY_CONNECTIONS = 0x0206
+    MISSING_PARAMETER = 0x0207
+    CANT_INCLUDE_IN_SESSION = 0x0208
+    SESSION_TYPE_NOT_SUPPORTED = 0x0209
+    SESSION_DOES_NOT_EXIST = 0x020A
+    INVALID_DURING_LOGIN = 0x020B
+    TARGET_ERROR = 0x0300
+    SERVICE_UNAVAILABLE = 0x0301
+    OUT_OF_RESOURCES = 0x0302
+
+
+class RejectReason(IntEnum):
+    DATA_DIGEST_ERROR = 0x02
+    SNACK_REJECT = 0x03
+    PROTOCOL_ERROR = 0x04
+    COMMAND_NOT_SUPPORTED = 0x05
+    IMMEDIATE_COMMAND_REJECT = 0x06
+    TASK_IN_PROGRESS = 0x07
+    INVALID_DATA_ACK = 0x08
+    INVALID_PDU_FIELD = 0x09
+    LONG_OPERATION_REJECT = 0x0A
+    NEGOTIATION_RESET = 0x0B
+    WAITING_FOR_LOGOUT = 0x0C
+
+
+class TmfFunction(IntEnum):
+    ABORT_TASK = 1
+    ABORT_TASK_SET = 2
+    CLEAR_ACA = 3
+    CLEAR_TASK_SET = 4
+    LOGICAL_UNIT_RESET = 5
+    TARGET_WARM_RESET = 6
+    TARGET_COLD_RESET = 7
+    TASK_REASSIGN = 8
+    QUERY_TASK = 9
+    QUERY_TASK_SET = 10
+    I_T_NEXUS_RESET = 11
+    QUERY_ASYNC_EVENT = 12
+
+
+class TmfResponse(IntEnum):
+    FUNCTION_COMPLETE = 0
+    TASK_DOES_NOT_EXIST = 1
+    LUN_DOES_NOT_EXIST = 2
+    TASK_STILL_ALLEGIANT = 3
+    REASSIGNMENT_NOT_SUPPORTED = 4
+    NOT_SUPPORTED = 5
+    AUTHORIZATION_FAILED = 6
+    REJECTED = 255
+
+
+class LogoutReason(IntEnum):
+    CLOSE_SESSION = 0
+    CLOSE_CONNECTION = 1
+    REMOVE_FOR_RECOVERY = 2
+
+
+class LogoutResponse(IntEnum):
+    SUCCESS = 0
+    CID_NOT_FOUND = 1
+    RECOVERY_NOT_SUPPORTED = 2
+    CLEANUP_FAILED = 3
+
+
+class AsyncEvent(IntEnum):
+    SCSI_EVENT = 0
+    LOGOUT_REQUEST = 1
+    DROPPING_CONNECTION = 2
+    DROPPING_ALL_CONNECTIONS = 3
+    REQUEST_NEGOTIATION = 4
