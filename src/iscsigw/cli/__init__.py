@@ -1,0 +1,1 @@
+"""Command-line entry points: ``iscsigw`` (serve, version) and the ``gwcli`` shell."""
