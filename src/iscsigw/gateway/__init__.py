@@ -1,0 +1,1 @@
+"""The gateway runtime: the only package that does asyncio networking or reads the clock."""

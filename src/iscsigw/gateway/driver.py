@@ -1,0 +1,263 @@
+"""Pumps one TCP connection through a sans-IO ``iscsi.Connection``.
+
+An ``asyncio.Protocol`` rather than streams: bytes arrive in ``data_received`` with no extra
+task hop, and replies leave with one ``writelines`` per batch of events. Each SCSI command
+runs as its own task so a slow backend never stalls the reader (NOP pings keep flowing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from ..iscsi.connection import SENSE_OVERFLOW, Connection
+from ..iscsi.constants import TmfFunction, TmfResponse
+from ..iscsi.events import (
+    CommandReady,
+    ConnectionFailed,
+    Event,
+    LoginCompleted,
+    LogoutRequested,
+    TaskManagementRequested,
+)
+from ..scsi.task import CHECK_CONDITION, ITNexus, ScsiCommand, ScsiResult
+
+if TYPE_CHECKING:
+    from .runtime import GatewayRuntime, SessionView
+
+log = logging.getLogger("iscsigw.conn")
+
+
+class IscsiProtocol(asyncio.Protocol):
+    def __init__(self, runtime: GatewayRuntime, portal: str) -> None:
+        self.runtime = runtime
+        self.portal = portal
+        self.loop = asyncio.get_running_loop()
+        self.conn: Connection | None = None
+        self.transport: asyncio.Transport | None = None
+        self.session: SessionView | None = None
+        self.nexus: ITNexus | None = None
+        self.peer = "?"
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._closed = False
+        self._paused = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.conn = Connection(
+            self.runtime.login_policy_for(self),
+            self.runtime.send_targets_policy,
+            now=self.loop.time(),
+            timeouts=self.runtime.timeouts,
+        )
+        self.runtime.connections.add(self)
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None or self._closed:
+            return
+        conn.receive_data(data, self.loop.time())
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._running.values():
+            task.cancel()
+        self._running.clear()
+        if self.conn is not None:
+            self.conn.close()
+        self.runtime.connection_gone(self)
+
+    def pause_writing(self) -> None:
+        # The initiator is not draining Data-In: stop taking new commands until it does.
+        if self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+
+    # -- event pump ---------------------------------------------------------------------------
+    def _pump(self) -> None:
+        conn = self.conn
+        assert conn is not None
+        while True:
+            ev = conn.next_event()
+            if ev is None:
+                break
+            self._handle(ev)
+        self._flush()
+
+    def _flush(self) -> None:
+        conn = self.conn
+        transport = self.transport
+        if conn is None or transport is None or self._closed:
+            return
+        out = conn.data_to_send()
+        if out:
+            transport.writelines(out)
+        if conn.wants_close:
+            self.close()
+            return
+        self._arm_timer()
+
+    def close(self) -> None:
+        if not self._closed and self.transport is not None:
+            self._closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once (session reinstatement, shutdown)."""
+        if self.transport is not None:
+            self._closed = True
+            self.transport.abort()
+
+    def _arm_timer(self) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        at = conn.get_timer()
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            self._timer = self.loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self.conn is None or self._closed:
+            return
+        self.conn.handle_timer(self.loop.time())
+        self._pump()
+
+    def _handle(self, ev: Event) -> None:
+        if isinstance(ev, CommandReady):
+            self._start_command(ev)
+        elif isinstance(ev, LoginCompleted):
+            self.session, self.nexus = self.runtime.session_started(self, ev.outcome)
+            log.info(
+                "%s logged in from %s: %s session%s",
+                ev.outcome.initiator_name,
+                self.peer,
+                ev.outcome.session_type,
+                f" to {ev.outcome.target.name}" if ev.outcome.target else "",
+            )
+        elif isinstance(ev, TaskManagementRequested):
+            self.loop.create_task(self._tmf(ev))
+        elif isinstance(ev, LogoutRequested):
+            self.loop.create_task(self._logout(ev))
+        elif isinstance(ev, ConnectionFailed):
+            log.info("closing connection from %s: %s", self.peer, ev.reason)
+
+    # -- SCSI commands ------------------------------------------------------------------------
+    def _start_command(self, ev: CommandReady) -> None:
+        task = self.loop.create_task(self._run_command(ev))
+        self._running[ev.itt] = task
+
+    async def _run_command(self, ev: CommandReady) -> None:
+        session = self.session
+        conn = self.conn
+        assert session is not None and conn is not None and self.nexus is not None
+        needed: int | None = None
+        try:
+            lunmap = session.lun_map
+            data = ev.data
+            if ev.write:
+                needed = lunmap.data_out_length(ev.lun, ev.cdb)
+                if needed > ev.expected_length:
+                    result = ScsiResult(CHECK_CONDITION, sense=SENSE_OVERFLOW)
+                    conn.complete_command(ev.itt, result, needed)
+                    return
+                if needed < len(data):
+                    data = memoryview(data)[:needed]
+            result = await lunmap.execute(
+                ev.lun,
+                ScsiCommand(
+                    cdb=ev.cdb,
+                    nexus=self.nexus,
+                    expected_length=ev.expected_length,
+                    data_out=data,
+                    task_attr=ev.task_attr,
+                    tag=ev.itt,
+                ),
+            )
+            conn.complete_command(ev.itt, result, needed)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("command 0x%02x failed unexpectedly", ev.cdb[0] if ev.cdb else -1)
+            # The SCSI layer must not raise; if it does, fail the command, not the gateway.
+            from ..scsi.sense import HARDWARE_ERROR_SENSE
+
+            conn.complete_command(ev.itt, ScsiResult(CHECK_CONDITION, sense=HARDWARE_ERROR_SENSE), needed)
+        finally:
+            self._running.pop(ev.itt, None)
+            self._flush()
+
+    async def cancel_commands(self, itts: list[int]) -> None:
+        tasks = [t for itt in itts if (t := self._running.pop(itt, None)) is not None]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def drain_commands(self) -> None:
+        tasks = list(self._running.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- TMF / logout -------------------------------------------------------------------------
+    async def _tmf(self, ev: TaskManagementRequested) -> None:
+        conn = self.conn
+        session = self.session
+        assert conn is not None
+        fn = ev.function
+        response: int = TmfResponse.FUNCTION_COMPLETE
+        if session is None or self.nexus is None or session.lun_map is None:
+            response = TmfResponse.REJECTED
+        elif fn == TmfFunction.ABORT_TASK:
+            had = ev.ref_itt in self._running
+            response = conn.abort_task(ev.ref_itt, ev.ref_cmdsn, ev.cmdsn)
+            if had:
+                await self.cancel_commands([ev.ref_itt])
+        elif fn in (TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET):
+            if not session.lun_map.has_lun(ev.lun):
+                response = TmfResponse.LUN_DOES_NOT_EXIST
+            else:
+                await self.cancel_commands(conn.abort_tasks(ev.lun))
+        elif fn == TmfFunction.LOGICAL_UNIT_RESET:
+            if not session.lun_map.has_lun(ev.lun):
+                response = TmfResponse.LUN_DOES_NOT_EXIST
+            else:
+                await self.runtime.lun_reset(session.lun_map.lu(ev.lun), self)
+        elif fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
+            await self.runtime.target_reset(session.target_name, self)
+        elif fn == TmfFunction.TASK_REASSIGN:
+            response = TmfResponse.REASSIGNMENT_NOT_SUPPORTED
+        else:
+            response = TmfResponse.NOT_SUPPORTED
+        conn.complete_tmf(ev.itt, response)
+        self._flush()
+
+    async def _logout(self, ev: LogoutRequested) -> None:
+        # Let commands already running finish so their writes are acknowledged or not at all.
+        await self.drain_commands()
+        if self.conn is not None:
+            self.conn.complete_logout(ev.itt)
+        self._flush()

@@ -1,0 +1,690 @@
+"""The target side of one iSCSI connection, sans-IO.
+
+The runtime feeds received bytes with ``receive_data``, drains events with ``next_event``,
+writes ``data_to_send()`` to the socket and arms a timer from ``get_timer()``; time enters only
+through ``now`` arguments. With MaxConnections=1 (ERL 0) a connection is its session, so the
+session's sequencing state (CmdSN window, StatSN, task table) lives here too.
+
+Theory of operation for SCSI commands:
+  * Non-immediate PDUs are handled in CmdSN order. A PDU inside the window but ahead of
+    ExpCmdSN waits in ``_reorder``; one outside the window is dropped silently (RFC 7143 §4.2.2.1).
+  * A write's Data-Out (immediate, unsolicited, solicited by R2T) is gathered into one buffer;
+    the command is handed to the runtime only when all of it has arrived, so the SCSI layer
+    never sees a partial transfer. When immediate data is the whole transfer (the common 4K
+    case) the PDU's own data segment is passed on with no copy.
+  * Data-In is cut to the initiator's MaxRecvDataSegmentLength, with F at every MaxBurstLength
+    boundary and the status piggybacked on the last PDU when there is no sense data.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .._types import Buffer
+from ..errors import DigestError, LoginError, PduFormatError, PduRejected, ProtocolError
+from ..scsi.task import CHECK_CONDITION, GOOD, ScsiResult
+from . import pdu as P
+from .constants import (
+    FLAG_FINAL,
+    RESERVED_TAG,
+    RSP_OVERFLOW,
+    RSP_UNDERFLOW,
+    LogoutReason,
+    LogoutResponse,
+    Opcode,
+    RejectReason,
+    TmfFunction,
+    TmfResponse,
+)
+from .discovery import SendTargetsPolicy, TextExchange
+from .events import (
+    CommandReady,
+    ConnectionFailed,
+    Event,
+    LoginCompleted,
+    LogoutRequested,
+    TaskManagementRequested,
+)
+from .framing import PduReader, encode
+from .login import LoginNegotiator, LoginOutcome, LoginPolicy
+from .pdu import Pdu
+from .serial import sn_add, sn_in_window, sn_le, sn_lt
+
+LOGIN_MAX_DATA = 65536
+_U32 = struct.Struct(">I")
+
+# Fixed sense for the errors the transport itself reports (SPC-4 §4.5.3).
+def _fixed_sense(key: int, asc: int, ascq: int) -> bytes:
+    s = bytearray(18)
+    s[0] = 0x70
+    s[2] = key
+    s[7] = 10
+    s[12] = asc
+    s[13] = ascq
+    return bytes(s)
+
+
+# INVALID FIELD IN COMMAND INFORMATION UNIT: the CDB asks for more Data-Out than EDTL.
+SENSE_OVERFLOW = _fixed_sense(0x05, 0x0E, 0x03)
+# DATA PHASE ERROR / protocol service CRC error for broken Data-Out sequences.
+SENSE_DATA_PHASE = _fixed_sense(0x0B, 0x4B, 0x00)
+SENSE_CRC = _fixed_sense(0x0B, 0x47, 0x05)
+
+
+@dataclass(slots=True)
+class Timeouts:
+    login: float = 15.0
+    nop_interval: float = 5.0  # idle time before the target pings (ceph nopin_timeout)
+    nop_response: float = 5.0  # no answer within this closes the connection
+
+
+def decode_lun(raw: Buffer) -> int:
+    """SAM LUN: peripheral (00 LL) or flat (01xx xxxx LL) addressing; others map to 0xFFFF."""
+    b0 = raw[0]
+    method = b0 >> 6
+    if method == 0:
+        return int(raw[1]) if b0 == 0 else 0xFFFF
+    if method == 1:
+        return ((b0 & 0x3F) << 8) | raw[1]
+    return 0xFFFF
+
+
+@dataclass(slots=True)
+class _Task:
+    itt: int
+    lun: int
+    lun_bytes: bytes
+    cdb: bytes
+    edtl: int
+    read: bool
+    write: bool
+    attr: int
+    cmdsn: int
+    buf: bytearray | None = None
+    immediate_data: Buffer = b""
+    received: int = 0  # bytes of Data-Out received so far
+    # R2T / Data-Out sequencing
+    next_r2t_offset: int = 0  # first byte not yet solicited
+    r2tsn: int = 0
+    outstanding: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # ttt -> (offset, len, got)
+    expected_datasn: dict[int, int] = field(default_factory=dict)  # ttt -> next DataSN
+    unsolicited_limit: int = 0
+    failed: bool = False
+    dispatched: bool = False
+    datain_pdus: int = 0
+
+
+class Connection:
+    """One target connection: login, then Full Feature Phase."""
+
+    def __init__(
+        self,
+        policy: LoginPolicy,
+        send_targets: SendTargetsPolicy,
+        *,
+        now: float,
+        timeouts: Timeouts | None = None,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.policy = policy
+        self._send_targets = send_targets
+        self.timeouts = timeouts or Timeouts()
+        self._random = random_bytes
+        self._reader = PduReader(max_data_length=LOGIN_MAX_DATA)
+        self._login: LoginNegotiator | None = LoginNegotiator(policy, random_bytes=random_bytes)
+        self.outcome: LoginOutcome | None = None
+        self._text: TextExchange | None = None
+        self._out: list[Buffer] = []
+        self._events: deque[Event] = deque()
+        self._hd = False
+        self._dd = False
+        self.closed = False
+        self._closing_after_flush = False
+        # sequencing
+        self.statsn = int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF
+        self.expcmdsn = 0
+        self._maxcmdsn = 0
+        self._depth = policy.settings.cmdsn_depth
+        self._reorder: dict[int, Pdu] = {}
+        self._skip_cmdsn: set[int] = set()
+        self.tasks: dict[int, _Task] = {}
+        self._r2t_by_ttt: dict[int, _Task] = {}
+        self._aborted_itts: deque[int] = deque(maxlen=256)
+        self._next_ttt = 1
+        self._max_xmit = 8192
+        self._max_burst = 262144
+        self._first_burst = 65536
+        self._initial_r2t = True
+        self._immediate_data = True
+        self._max_r2t = 1
+        # timers
+        self._login_deadline: float | None = now + self.timeouts.login
+        self._last_rx = now
+        self._ping_deadline: float | None = None
+        self._ping_ttt = RESERVED_TAG
+
+    # ------------------------------------------------------------------ I/O surface
+    def receive_data(self, data: Buffer, now: float) -> None:
+        self._last_rx = now
+        self._reader.feed(data)
+
+    def next_event(self) -> Event | None:
+        """Process buffered PDUs until an event for the runtime appears or bytes run out."""
+        while not self._events:
+            if self.closed or self._closing_after_flush:
+                return None
+            try:
+                pdu = self._reader.next_pdu()
+            except DigestError as exc:
+                self._fail(f"{exc}")
+                break
+            except PduFormatError as exc:
+                self._fail(f"malformed PDU: {exc}")
+                break
+            if pdu is None:
+                break
+            try:
+                self._dispatch(pdu)
+            except PduRejected as exc:
+                self._send(P.reject(exc.reason, exc.bhs or pdu.bhs))
+            except ProtocolError as exc:
+                self._fail(f"protocol error: {exc}")
+        return self._events.popleft() if self._events else None
+
+    def data_to_send(self) -> list[Buffer]:
+        out = self._out
+        self._out = []
+        return out
+
+    @property
+    def wants_close(self) -> bool:
+        """True once everything queued must be flushed and the socket closed."""
+        return self._closing_after_flush or self.closed
+
+    def get_timer(self) -> float | None:
+        if self.closed:
+            return None
+        if self._login_deadline is not None:
+            return self._login_deadline
+        if self._ping_deadline is not None:
+            return self._ping_deadline
+        return self._last_rx + self.timeouts.nop_interval
+
+    def handle_timer(self, now: float) -> None:
+        if self.closed or self._closing_after_flush:
+            return
+        if self._login_deadline is not None:
+            if now >= self._login_deadline:
+                self._fail("login timed out")
+            return
+        if self._ping_deadline is not None:
+            if now >= self._ping_deadline:
+                if self._last_rx >= self._ping_deadline - self.timeouts.nop_response:
+                    # Traffic arrived after the ping went out: the initiator is alive.
+                    self._ping_deadline = None
+                    self._ping_ttt = RESERVED_TAG
+                else:
+                    self._fail("no answer to NOP-In ping")
+            return
+        if now >= self._last_rx + self.timeouts.nop_interval and self.outcome is not None:
+            self._ping_ttt = self._new_ttt()
+            self._ping_deadline = now + self.timeouts.nop_response
+            self._send(P.nop_in(RESERVED_TAG, self._ping_ttt), advance=False)
+
+    # ------------------------------------------------------------------ runtime → connection
+    def complete_command(self, itt: int, result: ScsiResult, data_out_needed: int | None = None) -> None:
+        """Send the result of a command handed out by a CommandReady event.
+
+        ``data_out_needed`` is what the CDB asked to transfer to the target (for write residuals).
+        A result for a task that was aborted meanwhile is dropped.
+        """
+        task = self.tasks.pop(itt, None)
+        if task is None or self.closed:
+            return
+        self._send_result(task, result, data_out_needed)
+
+    def complete_tmf(self, itt: int, response: int) -> None:
+        if not self.closed:
+            self._send(P.tmf_response(itt, response))
+            if self._cold_reset_pending:
+                self._closing_after_flush = True
+
+    def complete_logout(self, itt: int) -> None:
+        if not self.closed:
+            self._send(P.logout_response(itt, LogoutResponse.SUCCESS, 0, 0))
+            self._closing_after_flush = True
+
+    def abort_tasks(self, lun: int | None = None) -> list[int]:
+        """Forget every task (of ``lun``); returns their ITTs so the runtime can cancel them."""
+        itts = [t.itt for t in self.tasks.values() if lun is None or t.lun == lun]
+        for itt in itts:
+            self._forget(itt)
+        return itts
+
+    def abort_task(self, ref_itt: int, ref_cmdsn: int, tmf_cmdsn: int) -> int:
+        """ABORT TASK bookkeeping (RFC 7143 §11.5.1); returns the TMF response code."""
+        task = self.tasks.get(ref_itt)
+        if task is not None:
+            self._forget(ref_itt)
+            return TmfResponse.FUNCTION_COMPLETE
+        if sn_lt(ref_cmdsn, tmf_cmdsn) and sn_le(self.expcmdsn, ref_cmdsn):
+            # Not arrived yet: when it does, it counts as received but never runs.
+            self._skip_cmdsn.add(ref_cmdsn)
+            return TmfResponse.FUNCTION_COMPLETE
+        return TmfResponse.TASK_DOES_NOT_EXIST
+
+    def close(self) -> None:
+        self.closed = True
+        self.tasks.clear()
+        self._r2t_by_ttt.clear()
+
+    _cold_reset_pending = False
+
+    def request_close_after_tmf(self) -> None:
+        """TARGET COLD RESET: close once the TMF response is out."""
+        self._cold_reset_pending = True
+
+    # ------------------------------------------------------------------ output helpers
+    def _stamp(self, bhs: bytearray, advance: bool) -> None:
+        maxcmdsn = sn_add(self.expcmdsn, max(self._depth - len(self.tasks), 1) - 1)
+        if sn_lt(maxcmdsn, self._maxcmdsn):
+            maxcmdsn = self._maxcmdsn  # never shrink a window already granted
+        self._maxcmdsn = maxcmdsn
+        P.stamp_sequence(bhs, self.statsn, self.expcmdsn, maxcmdsn)
+        if advance:
+            self.statsn = sn_add(self.statsn, 1)
+
+    def _send(self, pdu: Pdu, advance: bool = True) -> None:
+        assert isinstance(pdu.bhs, bytearray)
+        self._stamp(pdu.bhs, advance)
+        self._out.extend(encode(pdu, self._hd, self._dd))
+
+    def _fail(self, reason: str) -> None:
+        self._closing_after_flush = True
+        self._events.append(ConnectionFailed(reason))
+
+    def _new_ttt(self) -> int:
+        ttt = self._next_ttt
+        self._next_ttt = (ttt + 1) & 0x7FFFFFFF or 1
+        return ttt
+
+    def _forget(self, itt: int) -> None:
+        task = self.tasks.pop(itt, None)
+        if task is not None:
+            for ttt in task.outstanding:
+                self._r2t_by_ttt.pop(ttt, None)
+            self._aborted_itts.append(itt)
+
+    # ------------------------------------------------------------------ dispatch
+    def _dispatch(self, pdu: Pdu) -> None:
+        op = pdu.opcode
+        if self._login is not None:
+            self._handle_login(pdu)
+            return
+        if op == Opcode.DATA_OUT:
+            self._handle_data_out(pdu)
+            return
+        if op == Opcode.LOGIN_REQ:
+            raise ProtocolError("Login Request in Full Feature Phase")
+        if op == Opcode.SNACK:
+            raise PduRejected(RejectReason.PROTOCOL_ERROR, "SNACK at ErrorRecoveryLevel 0")
+        if self.outcome is not None and self.outcome.session_type == "Discovery" and op not in (
+            Opcode.TEXT_REQ,
+            Opcode.LOGOUT_REQ,
+            Opcode.NOP_OUT,
+        ):
+            raise PduRejected(RejectReason.COMMAND_NOT_SUPPORTED, "not allowed in a discovery session")
+        if pdu.immediate:
+            self._handle_ordered(pdu)
+            return
+        sn = pdu.cmdsn
+        if sn == self.expcmdsn:
+            self._consume(pdu)
+            while self._reorder:
+                nxt = self._reorder.pop(self.expcmdsn, None)
+                if nxt is None:
+                    break
+                self._consume(nxt)
+            return
+        if sn_in_window(sn, self.expcmdsn, self._maxcmdsn) and sn not in self._reorder:
+            self._reorder[sn] = pdu
+        # else: outside the window (or a duplicate): dropped silently, RFC 7143 §4.2.2.1
+
+    def _consume(self, pdu: Pdu) -> None:
+        sn = self.expcmdsn
+        self.expcmdsn = sn_add(sn, 1)
+        if sn in self._skip_cmdsn:
+            self._skip_cmdsn.discard(sn)
+            return
+        self._handle_ordered(pdu)
+
+    def _handle_ordered(self, pdu: Pdu) -> None:
+        op = pdu.opcode
+        handler = self._HANDLERS.get(op)
+        if handler is None:
+            raise PduRejected(RejectReason.COMMAND_NOT_SUPPORTED, f"opcode 0x{op:02x}")
+        handler(self, pdu)
+
+    # ------------------------------------------------------------------ login
+    def _handle_login(self, pdu: Pdu) -> None:
+        assert self._login is not None
+        if pdu.opcode != Opcode.LOGIN_REQ:
+            raise ProtocolError("only Login Requests are allowed before Full Feature Phase")
+        step = self._login.handle(pdu)
+        rsp = step.response
+        assert isinstance(rsp.bhs, bytearray)
+        self.expcmdsn = pdu.cmdsn
+        P.stamp_sequence(rsp.bhs, self.statsn, pdu.cmdsn, sn_add(pdu.cmdsn, self._depth - 1))
+        self._maxcmdsn = sn_add(pdu.cmdsn, self._depth - 1)
+        self.statsn = sn_add(self.statsn, 1)
+        self._out.extend(encode(rsp))
+        if step.failed:
+            self._closing_after_flush = True
+            self._events.append(ConnectionFailed("login failed"))
+            return
+        if step.outcome is not None:
+            self._enter_full_feature(step.outcome)
+
+    def _enter_full_feature(self, outcome: LoginOutcome) -> None:
+        self._login = None
+        self._login_deadline = None
+        self.outcome = outcome
+        p = outcome.params
+        self._hd = self._reader.header_digest = p.header_digest
+        self._dd = self._reader.data_digest = p.data_digest
+        self._reader.max_data_length = p.max_recv_data_segment_length
+        self._max_xmit = p.max_xmit_data_segment_length
+        self._max_burst = p.max_burst_length
+        self._first_burst = p.first_burst_length
+        self._initial_r2t = p.initial_r2t
+        self._immediate_data = p.immediate_data
+        self._max_r2t = max(1, p.max_outstanding_r2t)
+        self._text = TextExchange(
+            self._send_targets,
+            initiator_name=outcome.initiator_name,
+            session_type=outcome.session_type,
+            target_name=outcome.target.name if outcome.target is not None else None,
+        )
+        self._events.append(LoginCompleted(outcome))
+
+    # ------------------------------------------------------------------ FFP handlers
+    def _handle_nop_out(self, pdu: Pdu) -> None:
+        if pdu.itt == RESERVED_TAG:
+            # The answer to our ping (or an unsolicited ping that wants no answer).
+            if pdu.ttt == self._ping_ttt:
+                self._ping_deadline = None
+                self._ping_ttt = RESERVED_TAG
+            return
+        if pdu.ttt != RESERVED_TAG:
+            raise PduRejected(RejectReason.INVALID_PDU_FIELD, "NOP-Out with a TTT and an ITT")
+        self._send(P.nop_in(pdu.itt, RESERVED_TAG, pdu.lun_bytes, pdu.data))
+
+    def _handle_text(self, pdu: Pdu) -> None:
+        assert self._text is not None
+        rsp = self._text.handle(pdu, self._max_xmit, self._new_ttt)
+        self._send(rsp)
+
+    def _handle_logout(self, pdu: Pdu) -> None:
+        reason = pdu.flags & 0x7F
+        if reason == LogoutReason.REMOVE_FOR_RECOVERY:
+            self._send(P.logout_response(pdu.itt, LogoutResponse.RECOVERY_NOT_SUPPORTED))
+            return
+        if reason not in (LogoutReason.CLOSE_SESSION, LogoutReason.CLOSE_CONNECTION):
+            raise PduRejected(RejectReason.INVALID_PDU_FIELD, f"logout reason {reason}")
+        self._events.append(LogoutRequested(pdu.itt, reason))
+
+    def _handle_tmf(self, pdu: Pdu) -> None:
+        function = pdu.flags & 0x7F
+        if function == TmfFunction.TARGET_COLD_RESET:
+            self._cold_reset_pending = True
+        self._events.append(
+            TaskManagementRequested(
+                itt=pdu.itt,
+                function=function,
+                lun=decode_lun(pdu.bhs[8:16]),
+                ref_itt=pdu.ref_task_tag,
+                ref_cmdsn=pdu.ref_cmdsn,
+                cmdsn=pdu.cmdsn,
+            )
+        )
+
+    def _handle_scsi_cmd(self, pdu: Pdu) -> None:
+        itt = pdu.itt
+        if itt in self.tasks:
+            raise PduRejected(RejectReason.TASK_IN_PROGRESS, f"ITT 0x{itt:08x} already in use")
+        flags = pdu.flags
+        edtl = pdu.edtl
+        read = bool(flags & 0x40)
+        write = bool(flags & 0x20)
+        lun_bytes = pdu.lun_bytes
+        task = _Task(
+            itt=itt,
+            lun=decode_lun(lun_bytes),
+            lun_bytes=lun_bytes,
+            cdb=pdu.cdb if not pdu.ahs else pdu.cdb + _extended_cdb(pdu.ahs),
+            edtl=edtl,
+            read=read,
+            write=write,
+            attr=flags & 0x07,
+            cmdsn=pdu.cmdsn,
+        )
+        imm = pdu.data
+        n_imm = len(imm)
+        if n_imm and not write:
+            raise PduRejected(RejectReason.PROTOCOL_ERROR, "immediate data on a command without W")
+        self.tasks[itt] = task
+        if not write or edtl == 0:
+            self._ready(task, b"")
+            return
+        if n_imm > edtl:
+            imm = memoryview(imm)[:edtl]
+            n_imm = edtl
+        if n_imm and not self._immediate_data:
+            raise PduRejected(RejectReason.PROTOCOL_ERROR, "immediate data was negotiated off")
+        task.received = n_imm
+        if n_imm == edtl:
+            self._ready(task, imm)
+            return
+        task.buf = bytearray(edtl)
+        if n_imm:
+            task.buf[:n_imm] = imm
+        unsolicited = n_imm
+        if not self._initial_r2t and not pdu.final:
+            unsolicited = min(self._first_burst, edtl)
+        task.unsolicited_limit = unsolicited
+        task.next_r2t_offset = unsolicited
+        if unsolicited > n_imm:
+            task.expected_datasn[RESERVED_TAG] = 0
+        self._issue_r2ts(task)
+
+    _HANDLERS: dict[int, Callable[[Connection, Pdu], None]] = {}
+
+    # ------------------------------------------------------------------ write data
+    def _issue_r2ts(self, task: _Task) -> None:
+        while len(task.outstanding) < self._max_r2t and task.next_r2t_offset < task.edtl:
+            offset = task.next_r2t_offset
+            length = min(self._max_burst, task.edtl - offset)
+            ttt = self._new_ttt()
+            task.outstanding[ttt] = (offset, length, 0)
+            task.expected_datasn[ttt] = 0
+            self._r2t_by_ttt[ttt] = task
+            task.next_r2t_offset = offset + length
+            self._send(P.r2t(task.itt, task.lun_bytes, ttt, task.r2tsn, offset, length), advance=False)
+            task.r2tsn += 1
+
+    def _handle_data_out(self, pdu: Pdu) -> None:
+        itt = pdu.itt
+        ttt = pdu.ttt
+        task = self.tasks.get(itt)
+        if task is None or task.buf is None:
+            if itt in self._aborted_itts:
+                return  # Data-Out still in flight for an aborted task: drain silently
+            raise PduRejected(RejectReason.INVALID_PDU_FIELD, f"Data-Out for unknown ITT 0x{itt:08x}")
+        data = pdu.data
+        n = len(data)
+        offset = pdu.buffer_offset
+        if ttt == RESERVED_TAG:
+            # Unsolicited data: only within the first burst.
+            expected = task.expected_datasn.get(RESERVED_TAG)
+            if expected is None:
+                raise PduRejected(RejectReason.PROTOCOL_ERROR, "unsolicited Data-Out not allowed")
+            if pdu.datasn != expected or offset + n > task.unsolicited_limit or offset != task_received_unsolicited(task):
+                task.failed = True
+            task.expected_datasn[RESERVED_TAG] = expected + 1
+            if not task.failed:
+                task.buf[offset : offset + n] = data
+            task.received += n
+            if pdu.final:
+                del task.expected_datasn[RESERVED_TAG]
+        else:
+            seq = task.outstanding.get(ttt)
+            if seq is None or self._r2t_by_ttt.get(ttt) is not task:
+                raise PduRejected(RejectReason.INVALID_PDU_FIELD, f"Data-Out with unknown TTT 0x{ttt:08x}")
+            start, length, got = seq
+            expected = task.expected_datasn[ttt]
+            if pdu.datasn != expected or offset != start + got or got + n > length:
+                task.failed = True
+            else:
+                task.buf[offset : offset + n] = data
+            task.expected_datasn[ttt] = expected + 1
+            got += n
+            task.received += n
+            if pdu.final or got >= length:
+                del task.outstanding[ttt]
+                del task.expected_datasn[ttt]
+                self._r2t_by_ttt.pop(ttt, None)
+                if not pdu.final or got != length:
+                    task.failed = True
+                self._issue_r2ts(task)
+            else:
+                task.outstanding[ttt] = (start, length, got)
+        if (
+            not task.outstanding
+            and task.next_r2t_offset >= task.edtl
+            and RESERVED_TAG not in task.expected_datasn
+        ):
+            if task.failed:
+                self.tasks.pop(task.itt, None)
+                self._send_check(task, SENSE_DATA_PHASE)
+            else:
+                self._ready(task, task.buf)
+
+    def _ready(self, task: _Task, data: Buffer) -> None:
+        task.dispatched = True
+        task.buf = None
+        self._events.append(
+            CommandReady(
+                itt=task.itt,
+                lun=task.lun,
+                lun_bytes=task.lun_bytes,
+                cdb=task.cdb,
+                expected_length=task.edtl,
+                read=task.read,
+                write=task.write,
+                data=data,
+                task_attr=task.attr,
+                cmdsn=task.cmdsn,
+            )
+        )
+
+    # ------------------------------------------------------------------ responses
+    def _send_check(self, task: _Task, sense: bytes) -> None:
+        self._send(P.scsi_response(task.itt, CHECK_CONDITION, sense=sense, exp_datasn=task.r2tsn))
+
+    def _send_result(self, task: _Task, result: ScsiResult, data_out_needed: int | None) -> None:
+        edtl = task.edtl
+        status = result.status
+        data = result.data
+        n = len(data)
+        rsp_flags = 0
+        residual = 0
+        if task.write and data_out_needed is not None:
+            if data_out_needed < edtl:
+                rsp_flags, residual = RSP_UNDERFLOW, edtl - data_out_needed
+            elif data_out_needed > edtl:
+                rsp_flags, residual = RSP_OVERFLOW, data_out_needed - edtl
+        send_len = 0
+        if n or (task.read and not task.write):
+            # Data-In: cut to EDTL; X > EDTL is overflow, X < EDTL underflow.
+            if task.read:
+                send_len = min(n, edtl)
+                if n > edtl:
+                    rsp_flags, residual = RSP_OVERFLOW, n - edtl
+                elif n < edtl:
+                    rsp_flags, residual = RSP_UNDERFLOW, edtl - n
+            elif n:
+                rsp_flags, residual = RSP_OVERFLOW, n
+        if send_len:
+            piggyback = status == GOOD and not result.sense
+            self._send_data_in(task, data, send_len, status if piggyback else None, rsp_flags, residual)
+            if piggyback:
+                return
+        self._send(
+            P.scsi_response(
+                task.itt,
+                status,
+                sense=result.sense,
+                flags=rsp_flags,
+                residual=residual,
+                exp_datasn=task.datain_pdus if task.read else task.r2tsn,
+            )
+        )
+
+    def _send_data_in(
+        self, task: _Task, data: Buffer, length: int, status: int | None, rsp_flags: int, residual: int
+    ) -> None:
+        view = memoryview(data)
+        seg = self._max_xmit
+        burst = self._max_burst
+        offset = 0
+        datasn = 0
+        itt = task.itt
+        lun = task.lun_bytes
+        while offset < length:
+            chunk = min(seg, length - offset, burst - (offset % burst))
+            end = offset + chunk
+            last = end >= length
+            pdu = P.data_in(
+                itt,
+                lun,
+                view[offset:end],
+                chunk,
+                datasn,
+                offset,
+                final=last or end % burst == 0,
+                status=status if last else None,
+                rsp_flags=rsp_flags,
+                residual=residual,
+            )
+            self._send(pdu, advance=last and status is not None)
+            datasn += 1
+            offset = end
+        task.datain_pdus = datasn
+
+
+def task_received_unsolicited(task: _Task) -> int:
+    """Next expected offset of unsolicited data: immediate data plus what has arrived since."""
+    return task.received
+
+
+def _extended_cdb(ahs: bytes) -> bytes:
+    # AHS type 1 (extended CDB): 2-byte length, type, reserved, then CDB bytes past 16.
+    if len(ahs) >= 4 and ahs[2] == 1:
+        length = int.from_bytes(ahs[0:2], "big") - 1
+        return bytes(ahs[4 : 4 + max(0, length)])
+    return b""
+
+
+Connection._HANDLERS = {
+    Opcode.NOP_OUT: Connection._handle_nop_out,
+    Opcode.SCSI_CMD: Connection._handle_scsi_cmd,
+    Opcode.TMF_REQ: Connection._handle_tmf,
+    Opcode.TEXT_REQ: Connection._handle_text,
+    Opcode.LOGOUT_REQ: Connection._handle_logout,
+}
+
+__all__ = ["Connection", "LoginError", "Timeouts", "decode_lun"]
