@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ..iscsi.connection import SENSE_OVERFLOW, Connection
+from ..iscsi.connection import SENSE_INTERNAL_FAILURE, SENSE_OVERFLOW, Connection
 from ..iscsi.constants import TmfFunction, TmfResponse
 from ..iscsi.events import (
     CommandReady,
@@ -179,7 +179,8 @@ class IscsiProtocol(asyncio.Protocol):
             lunmap = session.lun_map
             data = ev.data
             if ev.write:
-                needed = lunmap.data_out_length(ev.lun, ev.cdb)
+                lu = lunmap.get(ev.lun)
+                needed = lu.data_out_length(ev.cdb) if lu is not None else 0
                 if needed > ev.expected_length:
                     result = ScsiResult(CHECK_CONDITION, sense=SENSE_OVERFLOW)
                     conn.complete_command(ev.itt, result, needed)
@@ -203,9 +204,8 @@ class IscsiProtocol(asyncio.Protocol):
         except Exception:
             log.exception("command 0x%02x failed unexpectedly", ev.cdb[0] if ev.cdb else -1)
             # The SCSI layer must not raise; if it does, fail the command, not the gateway.
-            from ..scsi.sense import HARDWARE_ERROR_SENSE
-
-            conn.complete_command(ev.itt, ScsiResult(CHECK_CONDITION, sense=HARDWARE_ERROR_SENSE), needed)
+            failure = ScsiResult(CHECK_CONDITION, sense=SENSE_INTERNAL_FAILURE)
+            conn.complete_command(ev.itt, failure, needed)
         finally:
             self._running.pop(ev.itt, None)
             self._flush()
@@ -237,15 +237,15 @@ class IscsiProtocol(asyncio.Protocol):
             if had:
                 await self.cancel_commands([ev.ref_itt])
         elif fn in (TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET):
-            if not session.lun_map.has_lun(ev.lun):
+            if ev.lun not in session.lun_map:
                 response = TmfResponse.LUN_DOES_NOT_EXIST
             else:
                 await self.cancel_commands(conn.abort_tasks(ev.lun))
         elif fn == TmfFunction.LOGICAL_UNIT_RESET:
-            if not session.lun_map.has_lun(ev.lun):
+            if ev.lun not in session.lun_map:
                 response = TmfResponse.LUN_DOES_NOT_EXIST
             else:
-                await self.runtime.lun_reset(session.lun_map.lu(ev.lun), self)
+                await self.runtime.lun_reset(session.lun_map[ev.lun], self)
         elif fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
             await self.runtime.target_reset(session.target_name, self)
         elif fn == TmfFunction.TASK_REASSIGN:

@@ -132,18 +132,18 @@ class GatewayRuntime:
             params["create"] = True
         backend = await open_backend(disk.backstore, **params)
         identity = LuIdentity.from_stable_id(disk.wwn or disk_key)
-        return LogicalUnit(backend, identity=identity, port_groups=groups, name=disk_key)
+        return LogicalUnit(backend, identity, port_groups=groups)
 
     async def close(self) -> None:
         for proto in list(self.connections):
             await proto.drain_commands()
             proto.close()
-        for lu in self.lus.values():
+        for key, lu in self.lus.items():
             try:
                 await lu.backend.flush()
                 await lu.backend.close()
             except Exception:  # shutting down: report, keep closing the others
-                log.exception("closing %s failed", lu.name)
+                log.exception("closing disk %s failed", key)
 
     # -- sessions -----------------------------------------------------------------------------
     def login_policy_for(self, proto: IscsiProtocol) -> _LoginPolicy:
@@ -207,7 +207,7 @@ class GatewayRuntime:
     def _nexus_lost(self, proto: IscsiProtocol) -> None:
         if proto.session is None or proto.nexus is None:
             return
-        for lu in proto.session.lun_map.units():
+        for lu in {id(lu): lu for _, lu in proto.session.lun_map.items()}.values():
             lu.nexus_lost(proto.nexus)
 
     # -- task management ----------------------------------------------------------------------
@@ -216,7 +216,7 @@ class GatewayRuntime:
         for proto in list(self.connections):
             if proto.session is None or proto.conn is None:
                 continue
-            for lun_id in proto.session.lun_map.lun_ids_of(lu):
+            for lun_id in [n for n, other in proto.session.lun_map.items() if other is lu]:
                 await proto.cancel_commands(proto.conn.abort_tasks(lun_id))
         assert origin.nexus is not None
         lu.reset(origin.nexus)
@@ -230,7 +230,7 @@ class GatewayRuntime:
                 continue
             await proto.cancel_commands(proto.conn.abort_tasks(None))
         assert origin.nexus is not None
-        for lu in set(entry.luns.values()):
+        for lu in {id(lu): lu for lu in entry.luns.values()}.values():
             lu.reset(origin.nexus)
 
 

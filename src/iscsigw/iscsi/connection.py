@@ -73,6 +73,7 @@ SENSE_OVERFLOW = _fixed_sense(0x05, 0x0E, 0x03)
 # DATA PHASE ERROR / protocol service CRC error for broken Data-Out sequences.
 SENSE_DATA_PHASE = _fixed_sense(0x0B, 0x4B, 0x00)
 SENSE_CRC = _fixed_sense(0x0B, 0x47, 0x05)
+SENSE_INTERNAL_FAILURE = _fixed_sense(0x04, 0x44, 0x00)
 
 
 @dataclass(slots=True)
