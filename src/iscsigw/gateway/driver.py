@@ -182,9 +182,18 @@ class IscsiProtocol(asyncio.Protocol):
                 lu = lunmap.get(ev.lun)
                 needed = lu.data_out_length(ev.cdb) if lu is not None else 0
                 if needed > ev.expected_length:
-                    result = ScsiResult(CHECK_CONDITION, sense=SENSE_OVERFLOW)
-                    conn.complete_command(ev.itt, result, needed)
-                    return
+                    # The CDB asks for more than the initiator will send: write only the
+                    # whole blocks that fit in EDTL (RFC 7143 §11.4.5.2), or refuse.
+                    cdb = _truncated_write(ev.cdb, ev.expected_length // lu.block_size) if lu else None
+                    if cdb is None:
+                        result = ScsiResult(CHECK_CONDITION, sense=SENSE_OVERFLOW)
+                        conn.complete_command(ev.itt, result, needed)
+                        return
+                    if ev.expected_length < lu.block_size:  # type: ignore[union-attr]
+                        conn.complete_command(ev.itt, ScsiResult(), needed)
+                        return
+                    ev.cdb = cdb
+                    data = memoryview(data)[: len(data) - len(data) % lu.block_size]  # type: ignore[union-attr]
                 if needed < len(data):
                     data = memoryview(data)[:needed]
             result = await lunmap.execute(
@@ -261,3 +270,22 @@ class IscsiProtocol(asyncio.Protocol):
         if self.conn is not None:
             self.conn.complete_logout(ev.itt)
         self._flush()
+
+
+# Transfer-length field (offset, size) of the writes whose length can be cut to fit EDTL.
+# WRITE(6) is absent: its length 0 means 256 blocks, so it cannot express "nothing".
+_WRITE_LENGTH_FIELD = {
+    0x2A: (7, 2), 0x2E: (7, 2),  # WRITE(10), WRITE AND VERIFY(10)
+    0xAA: (6, 4), 0xAE: (6, 4),  # (12)
+    0x8A: (10, 4), 0x8E: (10, 4),  # (16)
+}
+
+
+def _truncated_write(cdb: bytes, blocks: int) -> bytes | None:
+    field = _WRITE_LENGTH_FIELD.get(cdb[0]) if cdb else None
+    if field is None:
+        return None
+    offset, size = field
+    out = bytearray(cdb)
+    out[offset : offset + size] = blocks.to_bytes(size, "big")
+    return bytes(out)
