@@ -1,0 +1,299 @@
+"""A SCSI logical unit (SBC direct-access block device) over a ``BlockBackend``.
+
+``LogicalUnit.execute`` is the single entry point: it looks the CDB up in the command table,
+reports pending unit attentions, enforces SCSI-2 reservations, ALUA access states and write
+protection, runs the handler and turns every failure into status + sense. It never raises
+(except ``asyncio.CancelledError``, which is how a task gets aborted).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+from ..backends.base import BlockBackend
+from ..errors import BackendError, BackendFenced, BackendNoSpace, BackendNotFound
+from .alua import AluaState, PortGroups
+from .dispatch import DEFAULT_TABLE, AluaAccess, CommandTable
+from .gate import WriteGate
+from .identity import LuIdentity
+from .limits import BlockLimits
+from .sense import (
+    ASYMMETRIC_ACCESS_STATE_CHANGED,
+    BUS_DEVICE_RESET,
+    CAPACITY_DATA_CHANGED,
+    I_T_NEXUS_LOSS,
+    INQUIRY_DATA_CHANGED,
+    INTERNAL_TARGET_FAILURE,
+    MODE_PARAMS_CHANGED,
+    NOT_READY_ALUA_OFFLINE,
+    NOT_READY_ALUA_STANDBY,
+    NOT_READY_ALUA_TRANSITION,
+    NOT_READY_ALUA_UNAVAILABLE,
+    NOT_READY_MANUAL_INTERVENTION,
+    POWER_ON_RESET,
+    SPACE_ALLOCATION_FAILED,
+    WRITE_PROTECTED,
+    CheckCondition,
+    SenseCode,
+)
+from .task import CHECK_CONDITION, RESERVATION_CONFLICT, ITNexus, ScsiCommand, ScsiResult
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_UAS = 16
+
+# Non-active ALUA states: the least permissive AluaAccess class allowed through, and the sense.
+_ALUA_BLOCK: dict[AluaState, tuple[AluaAccess, SenseCode]] = {
+    AluaState.STANDBY: (AluaAccess.STANDBY, NOT_READY_ALUA_STANDBY),
+    AluaState.UNAVAILABLE: (AluaAccess.ALWAYS, NOT_READY_ALUA_UNAVAILABLE),
+    AluaState.TRANSITIONING: (AluaAccess.ALWAYS, NOT_READY_ALUA_TRANSITION),
+    AluaState.OFFLINE: (AluaAccess.ALWAYS, NOT_READY_ALUA_OFFLINE),
+}
+
+
+class LogicalUnit:
+    """One exported block device. Shared by every session (I_T nexus) that maps it."""
+
+    def __init__(
+        self,
+        backend: BlockBackend,
+        identity: LuIdentity,
+        *,
+        read_only: bool = False,
+        write_cache: bool = True,
+        port_groups: PortGroups | None = None,
+        limits: BlockLimits | None = None,
+        table: CommandTable | None = None,
+    ) -> None:
+        self.backend = backend
+        self.identity = identity
+        self.block_size = backend.block_size
+        self.read_only = read_only
+        self.table = table if table is not None else DEFAULT_TABLE
+        self.limits = limits if limits is not None else BlockLimits()
+        self.counts = self.limits.for_block_size(self.block_size)
+        self.zero_block = bytes(self.block_size)
+        # Mode page state (shared by all I_T nexuses)
+        self.default_wce = write_cache
+        self.wce = write_cache
+        self.d_sense = False
+        self.swp = False
+        # SCSI-2 reservation holder (ITNexus.key) or None
+        self.reservation_holder: str | None = None
+        self._ua: dict[str, deque[SenseCode]] = {}
+        # id(nexus) -> (nexus, nexus.key): ITNexus.key formats a string on every call.
+        self._keys: dict[int, tuple[ITNexus, str]] = {}
+        self._gate = WriteGate()
+        self._port_groups = port_groups if port_groups is not None else PortGroups()
+        self._restricted: dict[int, AluaState] = {}
+        self._compute_restricted()
+
+    # ----------------------------------------------------------------------------- properties
+
+    @property
+    def capacity(self) -> int:
+        """Number of logical blocks."""
+        return self.backend.size // self.block_size
+
+    @property
+    def thin(self) -> bool:
+        """Logical block provisioning (LBPME/LBPRZ, UNMAP, VPD B2) is advertised."""
+        return self.backend.discard_zeroes
+
+    @property
+    def write_protected(self) -> bool:
+        return self.read_only or self.swp
+
+    @property
+    def port_groups(self) -> PortGroups:
+        return self._port_groups
+
+    def set_port_groups(self, port_groups: PortGroups) -> None:
+        """Replace the ALUA view; queues 2A/06 on every nexus when anything changed."""
+        if port_groups == self._port_groups:
+            return
+        self._port_groups = port_groups
+        self._compute_restricted()
+        self.queue_unit_attention(ASYMMETRIC_ACCESS_STATE_CHANGED)
+
+    def _compute_restricted(self) -> None:
+        self._restricted = {
+            rtpi: g.state
+            for g in self._port_groups.groups
+            if g.state in _ALUA_BLOCK
+            for rtpi in g.port_ids
+        }
+
+    # ------------------------------------------------------------------------------ mode pages
+
+    def set_mode(
+        self, *, wce: bool | None = None, d_sense: bool | None = None, swp: bool | None = None
+    ) -> bool:
+        """Change mode page values; returns True if anything changed."""
+        changed = False
+        if wce is not None and wce != self.wce:
+            self.wce = wce
+            changed = True
+        if d_sense is not None and d_sense != self.d_sense:
+            self.d_sense = d_sense
+            changed = True
+        if swp is not None and swp != self.swp:
+            self.swp = swp
+            changed = True
+        return changed
+
+    def mode_parameters_changed(self, by: ITNexus) -> None:
+        """2A/01 to every nexus except the one that changed them (SPC-4 §7.5.1)."""
+        self.queue_unit_attention(MODE_PARAMS_CHANGED, exclude=by.key)
+
+    # ------------------------------------------------------------------------ unit attentions
+
+    def _queue_for(self, key: str) -> deque[SenseCode]:
+        q = self._ua.get(key)
+        if q is None:
+            q = self._ua[key] = deque((POWER_ON_RESET,))
+        return q
+
+    def pop_unit_attention(self, nexus: ITNexus) -> SenseCode | None:
+        q = self._queue_for(nexus.key)
+        return q.popleft() if q else None
+
+    def pending_unit_attentions(self, nexus: ITNexus) -> list[SenseCode]:
+        return list(self._ua.get(nexus.key, (POWER_ON_RESET,)))
+
+    def queue_unit_attention(
+        self, code: SenseCode, *, nexus: ITNexus | None = None, exclude: str | None = None
+    ) -> None:
+        """Queue ``code`` for ``nexus``, or for every known nexus except ``exclude``.
+
+        A nexus not seen yet needs nothing: its first command reports POWER ON/RESET anyway.
+        """
+        keys = [nexus.key] if nexus is not None else [k for k in self._ua if k != exclude]
+        for key in keys:
+            q = self._queue_for(key)
+            if code in q:
+                continue
+            if len(q) >= MAX_PENDING_UAS:
+                q.pop()
+            q.append(code)
+
+    def notify_capacity_changed(self) -> None:
+        self.queue_unit_attention(CAPACITY_DATA_CHANGED)
+
+    def notify_inquiry_data_changed(self) -> None:
+        self.queue_unit_attention(INQUIRY_DATA_CHANGED)
+
+    def reset(self, nexus: ITNexus | None = None) -> None:
+        """LOGICAL UNIT RESET: release the SCSI-2 reservation, queue 29/03 on every nexus.
+
+        ``nexus`` (the issuer) gets the UA too, as libiscsi MultipathIO.Reset expects. Aborting
+        the tasks is the transport's job. Mode pages keep their values (nothing is saved, but a
+        reset does not power-cycle the LU).
+        """
+        self.reservation_holder = None
+        if nexus is not None:
+            self._queue_for(nexus.key)
+        self.queue_unit_attention(BUS_DEVICE_RESET)
+
+    def nexus_lost(self, nexus: ITNexus) -> None:
+        """The I_T nexus went away (logout, connection drop, session reinstatement)."""
+        key = nexus.key
+        if self.reservation_holder == key:
+            self.reservation_holder = None
+        if key in self._ua:
+            self._ua[key] = deque((I_T_NEXUS_LOSS,))
+
+    def forget_nexus(self, nexus: ITNexus) -> None:
+        """Drop all per-nexus state (e.g. when the ACL that allowed it is deleted)."""
+        self._ua.pop(nexus.key, None)
+        if self.reservation_holder == nexus.key:
+            self.reservation_holder = None
+
+    # ------------------------------------------------------------------------------ execution
+
+    def data_out_length(self, cdb: bytes) -> int:
+        """Bytes of Data-Out the CDB asks for (0 if none or the CDB is bad). Never raises."""
+        try:
+            spec = self.table.find(cdb)
+            if spec is None or spec.data_out is None:
+                return 0
+            return max(0, spec.data_out(cdb, self.block_size))
+        except Exception:
+            return 0
+
+    def sense_bytes(self, exc: CheckCondition) -> bytes:
+        return exc.encode(self.d_sense)
+
+    def _key(self, nexus: ITNexus) -> str:
+        entry = self._keys.get(id(nexus))
+        if entry is not None and entry[0] is nexus:
+            return entry[1]
+        if len(self._keys) >= 4096:
+            self._keys.clear()
+        key = nexus.key
+        self._keys[id(nexus)] = (nexus, key)
+        return key
+
+    async def execute(self, cmd: ScsiCommand) -> ScsiResult:
+        cdb = cmd.cdb
+        try:
+            spec = self.table.find(cdb) if cdb else None
+            key = self._key(cmd.nexus)
+            q = self._ua.get(key)
+            if q is None:
+                q = self._queue_for(key)
+            if q and (spec is None or not spec.ua_exempt):
+                raise CheckCondition.of(q.popleft())
+            if spec is None:
+                raise self.table.unsupported(cdb)
+            holder = self.reservation_holder
+            if holder is not None and holder != key and not spec.reservation_exempt:
+                return ScsiResult(status=RESERVATION_CONFLICT)
+            if self._restricted:
+                state = self._restricted.get(cmd.nexus.relative_port_id)
+                if state is not None:
+                    allowed, code = _ALUA_BLOCK[state]
+                    if spec.alua < allowed:
+                        raise CheckCondition.of(code)
+            if not spec.writes:
+                return await spec.handler(self, cmd)
+            if self.read_only or self.swp:
+                raise CheckCondition.of(WRITE_PROTECTED)
+            gate = self._gate
+            if spec.exclusive:
+                async with gate.exclusively():
+                    return await spec.handler(self, cmd)
+            if gate.exclusive:
+                await gate.enter_shared()
+            else:
+                gate.shared += 1
+            try:
+                return await spec.handler(self, cmd)
+            finally:
+                gate.leave_shared()
+        except CheckCondition as exc:
+            if exc.status != CHECK_CONDITION:
+                return ScsiResult(status=exc.status)
+            return ScsiResult(status=CHECK_CONDITION, sense=exc.encode(self.d_sense))
+        except BackendNoSpace:
+            return self._fail(SPACE_ALLOCATION_FAILED)
+        except BackendFenced:
+            # Lost the exclusive lock: "ALUA transition in progress" makes Linux and ESXi retry
+            # (Linux for the implicit transition time) instead of failing the I/O, while the
+            # lock is re-acquired here or multipath moves to another gateway.
+            return self._fail(NOT_READY_ALUA_TRANSITION)
+        except BackendNotFound:
+            # Not 5/25/00: ESXi would treat that as permanent device loss.
+            return self._fail(NOT_READY_MANUAL_INTERVENTION)
+        except BackendError as exc:
+            log.warning("backend error on opcode %#04x: %s", cdb[0] if cdb else -1, exc)
+            return self._fail(INTERNAL_TARGET_FAILURE)
+        except Exception:
+            log.exception("SCSI command %s failed", cdb[:16].hex())
+            return self._fail(INTERNAL_TARGET_FAILURE)
+
+    def _fail(self, code: SenseCode) -> ScsiResult:
+        return ScsiResult(
+            status=CHECK_CONDITION, sense=CheckCondition.of(code).encode(self.d_sense)
+        )
