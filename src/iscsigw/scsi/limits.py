@@ -11,14 +11,16 @@ MiB = 1 << 20
 class BlockLimits:
     """Limits in bytes; ``for_block_size`` turns them into block counts for one LU."""
 
-    max_transfer_bytes: int = 8 * MiB
+    max_transfer_bytes: int = 32 * MiB
     optimal_transfer_bytes: int = 1 * MiB
     max_unmap_bytes: int = 1024 * MiB
     max_unmap_descriptors: int = 256
     unmap_granularity_bytes: int = 4096
     max_write_same_bytes: int = 1024 * MiB
     max_compare_and_write_blocks: int = 1
-    physical_block_size: int = 4096
+    # Reported as the logical block size (exponent 0, as LIO's fileio does): libiscsi's
+    # GetLBAStatus.UnmapSingle assumes one logical block per physical block.
+    physical_block_size: int = 512
 
     def for_block_size(self, block_size: int) -> BlockCounts:
         phys = max(self.physical_block_size, block_size)

@@ -423,6 +423,9 @@ async def compare_and_write(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     lba = u64(cdb, 2)
     n = cdb[13]
     if n == 0:
+        if cmd.expected_length:
+            # NLB=0 with Data-Out: the initiator meant a length the byte cannot hold (256+).
+            raise invalid_field(13)
         return ScsiResult()
     if n > lu.counts.max_compare_and_write:
         raise invalid_field(13)

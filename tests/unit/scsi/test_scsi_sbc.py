@@ -9,10 +9,11 @@ from scsi_helpers import BLOCK, BLOCKS, UUID, Driver, cdb6, cdb10, cdb12, cdb16,
 from iscsigw._types import Buffer
 from iscsigw.backends.memory import MemoryBackend
 from iscsigw.scsi.identity import LuIdentity
+from iscsigw.scsi.limits import BlockLimits
 from iscsigw.scsi.lun import LogicalUnit
 from iscsigw.scsi.sbc import first_difference
 
-MAX_XFER = (8 << 20) // BLOCK
+MAX_XFER = BlockLimits().max_transfer_bytes // BLOCK
 
 
 class SpyBackend(MemoryBackend):
@@ -161,9 +162,7 @@ async def test_maximum_transfer_length_enforced() -> None:
     lu = LogicalUnit(backend, LuIdentity.from_stable_id(UUID))
     drv = Driver(lu, nexus())
     await drv(bytes(6))
-    assert len(await drv.ok(cdb10(0x28, 0, MAX_XFER))) == MAX_XFER * BLOCK
-    s = await drv.fail(cdb10(0x28, 0, MAX_XFER + 1))
-    assert (s.asc, s.field) == (0x24, 7)
+    assert len(await drv.ok(cdb16(0x88, 0, MAX_XFER))) == MAX_XFER * BLOCK
     s = await drv.fail(cdb16(0x88, 0, MAX_XFER + 1))
     assert (s.asc, s.field) == (0x24, 10)
 
@@ -201,7 +200,7 @@ async def test_read_capacity16(drv: Driver) -> None:
     last, bl = struct.unpack(">QI", d[:12])
     assert (last, bl) == (BLOCKS - 1, BLOCK)
     assert d[12] == 0  # no protection
-    assert d[13] & 0x0F == 3  # 4K physical blocks of 512-byte logical blocks
+    assert d[13] & 0x0F == 0  # one logical block per physical block (see limits.py)
     assert d[14] & 0xC0 == 0xC0  # LBPME | LBPRZ
     assert d[16:] == bytes(16)
 

@@ -151,7 +151,7 @@ async def test_vpd_block_limits(scsi: Driver) -> None:
     assert d[4] & 0x01  # WSNZ
     assert d[5] == 1  # MAXIMUM COMPARE AND WRITE LENGTH
     max_xfer, opt_xfer = struct.unpack(">II", d[8:16])
-    assert max_xfer == (8 << 20) // BLOCK
+    assert max_xfer == (32 << 20) // BLOCK
     assert 0 < opt_xfer <= max_xfer
     max_unmap, max_bd, gran, align = struct.unpack(">IIII", d[20:36])
     assert 0 < max_unmap <= 1 << 20
