@@ -184,7 +184,11 @@ class IscsiProtocol(asyncio.Protocol):
                 if needed > ev.expected_length:
                     # The CDB asks for more than the initiator will send: write only the
                     # whole blocks that fit in EDTL (RFC 7143 §11.4.5.2), or refuse.
-                    cdb = _truncated_write(ev.cdb, ev.expected_length // lu.block_size) if lu else None
+                    cdb = (
+                        _truncated_write(ev.cdb, ev.expected_length // lu.block_size)
+                        if lu
+                        else None
+                    )
                     if cdb is None:
                         result = ScsiResult(CHECK_CONDITION, sense=SENSE_OVERFLOW)
                         conn.complete_command(ev.itt, result, needed)
@@ -275,9 +279,12 @@ class IscsiProtocol(asyncio.Protocol):
 # Transfer-length field (offset, size) of the writes whose length can be cut to fit EDTL.
 # WRITE(6) is absent: its length 0 means 256 blocks, so it cannot express "nothing".
 _WRITE_LENGTH_FIELD = {
-    0x2A: (7, 2), 0x2E: (7, 2),  # WRITE(10), WRITE AND VERIFY(10)
-    0xAA: (6, 4), 0xAE: (6, 4),  # (12)
-    0x8A: (10, 4), 0x8E: (10, 4),  # (16)
+    0x2A: (7, 2),
+    0x2E: (7, 2),  # WRITE(10), WRITE AND VERIFY(10)
+    0xAA: (6, 4),
+    0xAE: (6, 4),  # (12)
+    0x8A: (10, 4),
+    0x8E: (10, 4),  # (16)
 }
 
 

@@ -44,6 +44,17 @@ class SessionView:
 
 
 @dataclass(slots=True)
+class ApplyReport:
+    """What one ``apply_config`` changed on this gateway."""
+
+    epoch: int
+    opened: list[str] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    sessions_closed: int = 0
+
+
+@dataclass(slots=True)
 class _Target:
     config: TargetConfig
     tpgt: int
@@ -65,7 +76,11 @@ class TargetAdapter:
             return False
         if t.auth_required and t.chap_for(initiator_name) is None:
             # CHAP is on by default: a target without credentials is closed, not open.
-            log.warning("refusing %s on %s: CHAP required but no credentials configured", initiator_name, t.iqn)
+            log.warning(
+                "refusing %s on %s: CHAP required but no credentials configured",
+                initiator_name,
+                t.iqn,
+            )
             return False
         return True
 
@@ -96,27 +111,115 @@ class GatewayRuntime:
         self.connections: set[IscsiProtocol] = set()
         self.sessions: dict[tuple[str, int, str | None], IscsiProtocol] = {}
         self._next_tsih = 1
+        self._retired: dict[str, LogicalUnit] = {}
         self.send_targets_policy = _SendTargets(self)
 
     # -- start / stop -------------------------------------------------------------------------
     async def open(self) -> None:
         """Open every disk mapped to a target this gateway serves; a bad disk is an error."""
-        for iqn, target in self.config.targets.items():
-            tpgt = target.tpg_for(self.name)
-            if tpgt is None:
-                log.warning("target %s has no portal on gateway %s; not exported here", iqn, self.name)
-                continue
-            entry = _Target(target, tpgt)
-            for disk_key in _disk_keys(target):
-                lu = self.lus.get(disk_key)
-                if lu is None:
-                    lu = await self._open_lu(disk_key, target)
-                    self.lus[disk_key] = lu
-                entry.luns[disk_key] = lu
-            self.targets[iqn] = entry
+        await self.apply_config(self.config)
         log.info(
             "gateway %s serves %d target(s), %d LUN(s)", self.name, len(self.targets), len(self.lus)
         )
+
+    async def apply_config(self, new: GatewayConfig) -> ApplyReport:
+        """Make the running gateway match ``new`` without a restart (live reconfiguration).
+
+        New disks are opened and resized ones grown (2A/09 to their sessions); sessions see LUN
+        map changes at once (3F/0E); a session whose target vanished or whose initiator lost its
+        ACL is closed; CHAP changes apply to the next login. Untouched sessions keep running.
+        """
+        report = ApplyReport(epoch=new.epoch)
+        old_disks = self.config.disks
+        targets: dict[str, _Target] = {}
+        lus: dict[str, LogicalUnit] = {}
+        for iqn, target in new.targets.items():
+            tpgt = target.tpg_for(self.name)
+            if tpgt is None:
+                continue
+            entry = _Target(target, tpgt)
+            for disk_key in _disk_keys(target):
+                lu = lus.get(disk_key) or self.lus.get(disk_key)
+                disk = new.disks.get(disk_key)
+                if disk is None:
+                    raise ConfigError(
+                        f"target {iqn} maps disk {disk_key!r} which is not in 'disks'"
+                    )
+                if lu is None:
+                    self.config = new  # _open_lu reads the disk from the config being applied
+                    lu = await self._open_lu(disk_key, target)
+                    report.opened.append(disk_key)
+                else:
+                    before = old_disks.get(disk_key)
+                    if (
+                        before is not None
+                        and disk.size != before.size
+                        and disk.size > lu.backend.size
+                    ):
+                        await lu.backend.resize(disk.size)
+                        lu.notify_capacity_changed()
+                        report.resized.append(disk_key)
+                    tpgs = sorted(p.tpg for p in target.portals.values())
+                    owner = target.tpg_for(disk.owner) if disk.owner else None
+                    lu.set_port_groups(
+                        PortGroups.implicit(tpgs, owner=owner if owner is not None else tpgs[0])
+                    )
+                lus[disk_key] = lu
+                entry.luns[disk_key] = lu
+            targets[iqn] = entry
+        closed = [key for key in self.lus if key not in lus]
+        for key in closed:
+            self._retired[key] = self.lus[key]
+        self.config = new
+        self.targets = targets
+        self.lus = lus
+        # Bring every live session in line with its target's new view.
+        for proto in list(self.connections):
+            view = proto.session
+            if view is None or view.target_name is None:
+                continue
+            live = self._find_target(view.target_name)
+            if live is None or not TargetAdapter(live.config, live.tpgt).allows(
+                view.initiator_name
+            ):
+                log.info(
+                    "closing session of %s: no longer allowed on %s",
+                    view.initiator_name,
+                    view.target_name,
+                )
+                proto.abort()
+                report.sessions_closed += 1
+                continue
+            wanted = {
+                lun: live.luns[key]
+                for lun, key in live.config.luns_for(view.initiator_name).items()
+                if key in live.luns
+            }
+            current = dict(view.lun_map.items())
+            for lun, lu in current.items():
+                if wanted.get(lun) is not lu:
+                    view.lun_map.remove(lun)
+            for lun, lu in wanted.items():
+                if current.get(lun) is not lu:
+                    view.lun_map.add(lun, lu)
+        report.closed.extend(closed)
+        await self._close_unused(closed)
+        return report
+
+    async def _close_unused(self, keys: list[str]) -> None:
+        # Disks dropped from every target: their LUs are no longer in any LUN map.
+        for key in keys:
+            lu = self._retired.pop(key, None)
+            if lu is not None:
+                await lu.backend.close()
+
+    def _find_target(self, name: str) -> _Target | None:
+        entry = self.targets.get(name)
+        if entry is None:
+            for iqn, e in self.targets.items():
+                if iqn.lower() == name.lower():
+                    return e
+        return entry
 
     async def _open_lu(self, disk_key: str, target: TargetConfig) -> LogicalUnit:
         disk = self.config.disks.get(disk_key)
@@ -150,7 +253,14 @@ class GatewayRuntime:
         return _LoginPolicy(self, proto)
 
     def bind_session(
-        self, proto: IscsiProtocol, *, initiator_name: str, isid: int, tsih: int, target_name: str | None, session_type: str
+        self,
+        proto: IscsiProtocol,
+        *,
+        initiator_name: str,
+        isid: int,
+        tsih: int,
+        target_name: str | None,
+        session_type: str,
     ) -> int:
         key = (initiator_name.lower(), isid, target_name.lower() if target_name else None)
         if tsih != 0:
@@ -170,12 +280,16 @@ class GatewayRuntime:
         self._next_tsih = tsih % 0xFFFF + 1
         return tsih
 
-    def session_started(self, proto: IscsiProtocol, outcome: LoginOutcome) -> tuple[SessionView, ITNexus]:
+    def session_started(
+        self, proto: IscsiProtocol, outcome: LoginOutcome
+    ) -> tuple[SessionView, ITNexus]:
         target_name = outcome.target.name if outcome.target is not None else None
         luns: dict[int, LogicalUnit] = {}
         tpgt = 0
         if target_name is not None:
-            entry = self.targets[target_name]
+            found = self._find_target(target_name)
+            assert found is not None
+            entry = found
             tpgt = entry.tpgt
             for lun_id, disk_key in entry.config.luns_for(outcome.initiator_name).items():
                 lu = entry.luns.get(disk_key)
@@ -189,7 +303,11 @@ class GatewayRuntime:
             session_type=outcome.session_type,
             lun_map=LunMap(luns),
         )
-        key = (outcome.initiator_name.lower(), outcome.isid, target_name.lower() if target_name else None)
+        key = (
+            outcome.initiator_name.lower(),
+            outcome.isid,
+            target_name.lower() if target_name else None,
+        )
         if target_name is not None:
             self.sessions[key] = proto
         nexus = ITNexus(outcome.initiator_name, outcome.isid, target_name or "", tpgt)
@@ -199,7 +317,11 @@ class GatewayRuntime:
         self.connections.discard(proto)
         s = proto.session
         if s is not None:
-            key = (s.initiator_name.lower(), s.isid, s.target_name.lower() if s.target_name else None)
+            key = (
+                s.initiator_name.lower(),
+                s.isid,
+                s.target_name.lower() if s.target_name else None,
+            )
             if self.sessions.get(key) is proto:
                 del self.sessions[key]
                 self._nexus_lost(proto)
@@ -226,7 +348,11 @@ class GatewayRuntime:
         if entry is None:
             return
         for proto in list(self.connections):
-            if proto.session is None or proto.conn is None or proto.session.target_name != target_name:
+            if (
+                proto.session is None
+                or proto.conn is None
+                or proto.session.target_name != target_name
+            ):
                 continue
             await proto.cancel_commands(proto.conn.abort_tasks(None))
         assert origin.nexus is not None
@@ -243,12 +369,7 @@ class _LoginPolicy:
         self.settings = runtime.settings
 
     def find_target(self, name: str) -> TargetAdapter | None:
-        entry = self._runtime.targets.get(name.lower()) or self._runtime.targets.get(name)
-        if entry is None:
-            for iqn, e in self._runtime.targets.items():
-                if iqn.lower() == name.lower():
-                    entry = e
-                    break
+        entry = self._runtime._find_target(name)
         if entry is None:
             return None
         return TargetAdapter(entry.config, entry.tpgt)
@@ -259,7 +380,15 @@ class _LoginPolicy:
             return None
         return ChapSecrets(chap.username, chap.password, chap.mutual_username, chap.mutual_password)
 
-    def bind_session(self, *, initiator_name: str, isid: int, tsih: int, target_name: str | None, session_type: str) -> int:
+    def bind_session(
+        self,
+        *,
+        initiator_name: str,
+        isid: int,
+        tsih: int,
+        target_name: str | None,
+        session_type: str,
+    ) -> int:
         return self._runtime.bind_session(
             self._proto,
             initiator_name=initiator_name,
@@ -274,7 +403,9 @@ class _SendTargets:
     def __init__(self, runtime: GatewayRuntime) -> None:
         self._runtime = runtime
 
-    def send_targets(self, initiator_name: str, which: str, current_target: str | None) -> list[tuple[str, list[str]]]:
+    def send_targets(
+        self, initiator_name: str, which: str, current_target: str | None
+    ) -> list[tuple[str, list[str]]]:
         out: list[tuple[str, list[str]]] = []
         for iqn, entry in self._runtime.targets.items():
             if which == "All":

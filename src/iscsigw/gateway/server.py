@@ -25,7 +25,9 @@ class _Store(Protocol):
     def load(self) -> tuple[GatewayConfig, int]: ...
 
 
-async def start_portals(runtime: GatewayRuntime, portals: list[tuple[str, int]]) -> list[asyncio.Server]:
+async def start_portals(
+    runtime: GatewayRuntime, portals: list[tuple[str, int]]
+) -> list[asyncio.Server]:
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
     try:
@@ -40,9 +42,13 @@ async def start_portals(runtime: GatewayRuntime, portals: list[tuple[str, int]])
                 )
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise ConfigError(f"portal {label} is already in use by another program; pick another --portal")
+                    raise ConfigError(
+                        f"portal {label} is already in use by another program; pick another --portal"
+                    )
                 if exc.errno == errno.EADDRNOTAVAIL:
-                    raise ConfigError(f"portal {label}: address {ip} is not configured on this host")
+                    raise ConfigError(
+                        f"portal {label}: address {ip} is not configured on this host"
+                    )
                 raise ConfigError(f"cannot listen on portal {label}: {exc.strerror}")
             servers.append(server)
             log.info("listening for iSCSI on %s", label)
@@ -53,7 +59,9 @@ async def start_portals(runtime: GatewayRuntime, portals: list[tuple[str, int]])
     return servers
 
 
-async def run_gateway(store: _Store, data_dir: Path | str, name: str, portals: list[tuple[str, int]]) -> int:
+async def run_gateway(
+    store: _Store, data_dir: Path | str, name: str, portals: list[tuple[str, int]]
+) -> int:
     config, epoch = store.load()
     runtime = GatewayRuntime(config, data_dir=Path(data_dir), name=name)
     await runtime.open()

@@ -29,7 +29,6 @@ from ..errors import DigestError, LoginError, PduFormatError, PduRejected, Proto
 from ..scsi.task import CHECK_CONDITION, GOOD, ScsiResult
 from . import pdu as P
 from .constants import (
-    FLAG_FINAL,
     RESERVED_TAG,
     RSP_OVERFLOW,
     RSP_UNDERFLOW,
@@ -56,6 +55,7 @@ from .serial import sn_add, sn_in_window, sn_le, sn_lt
 
 LOGIN_MAX_DATA = 65536
 _U32 = struct.Struct(">I")
+
 
 # Fixed sense for the errors the transport itself reports (SPC-4 §4.5.3).
 def _fixed_sense(key: int, asc: int, ascq: int) -> bytes:
@@ -111,7 +111,9 @@ class _Task:
     # R2T / Data-Out sequencing
     next_r2t_offset: int = 0  # first byte not yet solicited
     r2tsn: int = 0
-    outstanding: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # ttt -> (offset, len, got)
+    outstanding: dict[int, tuple[int, int, int]] = field(
+        default_factory=dict
+    )  # ttt -> (offset, len, got)
     expected_datasn: dict[int, int] = field(default_factory=dict)  # ttt -> next DataSN
     unsolicited_limit: int = 0
     failed: bool = False
@@ -237,7 +239,9 @@ class Connection:
             self._send(P.nop_in(RESERVED_TAG, self._ping_ttt), advance=False)
 
     # ------------------------------------------------------------------ runtime → connection
-    def complete_command(self, itt: int, result: ScsiResult, data_out_needed: int | None = None) -> None:
+    def complete_command(
+        self, itt: int, result: ScsiResult, data_out_needed: int | None = None
+    ) -> None:
         """Send the result of a command handed out by a CommandReady event.
 
         ``data_out_needed`` is what the CDB asked to transfer to the target (for write residuals).
@@ -333,12 +337,19 @@ class Connection:
             raise ProtocolError("Login Request in Full Feature Phase")
         if op == Opcode.SNACK:
             raise PduRejected(RejectReason.PROTOCOL_ERROR, "SNACK at ErrorRecoveryLevel 0")
-        if self.outcome is not None and self.outcome.session_type == "Discovery" and op not in (
-            Opcode.TEXT_REQ,
-            Opcode.LOGOUT_REQ,
-            Opcode.NOP_OUT,
+        if (
+            self.outcome is not None
+            and self.outcome.session_type == "Discovery"
+            and op
+            not in (
+                Opcode.TEXT_REQ,
+                Opcode.LOGOUT_REQ,
+                Opcode.NOP_OUT,
+            )
         ):
-            raise PduRejected(RejectReason.COMMAND_NOT_SUPPORTED, "not allowed in a discovery session")
+            raise PduRejected(
+                RejectReason.COMMAND_NOT_SUPPORTED, "not allowed in a discovery session"
+            )
         if pdu.immediate:
             self._handle_ordered(pdu)
             return
@@ -514,7 +525,9 @@ class Connection:
             task.expected_datasn[ttt] = 0
             self._r2t_by_ttt[ttt] = task
             task.next_r2t_offset = offset + length
-            self._send(P.r2t(task.itt, task.lun_bytes, ttt, task.r2tsn, offset, length), advance=False)
+            self._send(
+                P.r2t(task.itt, task.lun_bytes, ttt, task.r2tsn, offset, length), advance=False
+            )
             task.r2tsn += 1
 
     def _handle_data_out(self, pdu: Pdu) -> None:
@@ -524,7 +537,9 @@ class Connection:
         if task is None or task.buf is None:
             if itt in self._aborted_itts:
                 return  # Data-Out still in flight for an aborted task: drain silently
-            raise PduRejected(RejectReason.INVALID_PDU_FIELD, f"Data-Out for unknown ITT 0x{itt:08x}")
+            raise PduRejected(
+                RejectReason.INVALID_PDU_FIELD, f"Data-Out for unknown ITT 0x{itt:08x}"
+            )
         data = pdu.data
         n = len(data)
         offset = pdu.buffer_offset
@@ -533,7 +548,11 @@ class Connection:
             expected = task.expected_datasn.get(RESERVED_TAG)
             if expected is None:
                 raise PduRejected(RejectReason.PROTOCOL_ERROR, "unsolicited Data-Out not allowed")
-            if pdu.datasn != expected or offset + n > task.unsolicited_limit or offset != task_received_unsolicited(task):
+            if (
+                pdu.datasn != expected
+                or offset + n > task.unsolicited_limit
+                or offset != task_received_unsolicited(task)
+            ):
                 task.failed = True
             task.expected_datasn[RESERVED_TAG] = expected + 1
             if not task.failed:
@@ -544,7 +563,9 @@ class Connection:
         else:
             seq = task.outstanding.get(ttt)
             if seq is None or self._r2t_by_ttt.get(ttt) is not task:
-                raise PduRejected(RejectReason.INVALID_PDU_FIELD, f"Data-Out with unknown TTT 0x{ttt:08x}")
+                raise PduRejected(
+                    RejectReason.INVALID_PDU_FIELD, f"Data-Out with unknown TTT 0x{ttt:08x}"
+                )
             start, length, got = seq
             expected = task.expected_datasn[ttt]
             if pdu.datasn != expected or offset != start + got or got + n > length:
@@ -621,7 +642,9 @@ class Connection:
                 rsp_flags, residual = RSP_OVERFLOW, n
         if send_len:
             piggyback = status == GOOD and not result.sense
-            self._send_data_in(task, data, send_len, status if piggyback else None, rsp_flags, residual)
+            self._send_data_in(
+                task, data, send_len, status if piggyback else None, rsp_flags, residual
+            )
             if piggyback:
                 return
         self._send(
@@ -636,7 +659,13 @@ class Connection:
         )
 
     def _send_data_in(
-        self, task: _Task, data: Buffer, length: int, status: int | None, rsp_flags: int, residual: int
+        self,
+        task: _Task,
+        data: Buffer,
+        length: int,
+        status: int | None,
+        rsp_flags: int,
+        residual: int,
     ) -> None:
         view = memoryview(data)
         seg = self._max_xmit

@@ -50,7 +50,9 @@ class _Policy:
     def bind_session(self, **_: object) -> int:
         return 5
 
-    def send_targets(self, initiator_name: str, which: str, current_target: str | None) -> list[tuple[str, list[str]]]:
+    def send_targets(
+        self, initiator_name: str, which: str, current_target: str | None
+    ) -> list[tuple[str, list[str]]]:
         return [(TARGET, ["127.0.0.1:3260,1"])]
 
 
@@ -59,7 +61,12 @@ class Harness:
         s = TargetSettings(**settings)  # type: ignore[arg-type]
         policy = _Policy(s)
         self.now = 1000.0
-        self.conn = Connection(policy, policy, now=self.now, timeouts=Timeouts(login=10, nop_interval=5, nop_response=5))
+        self.conn = Connection(
+            policy,
+            policy,
+            now=self.now,
+            timeouts=Timeouts(login=10, nop_interval=5, nop_response=5),
+        )
         self.reader = PduReader(check_opcode=False)
         self.cmdsn = 1
 
@@ -82,21 +89,47 @@ class Harness:
         keys = (
             f"InitiatorName={INITIATOR}\0SessionType=Normal\0TargetName={TARGET}\0"
             "HeaderDigest=None\0DataDigest=None\0MaxRecvDataSegmentLength=4096\0"
-            "ImmediateData=Yes\0InitialR2T=Yes\0MaxBurstLength=262144\0FirstBurstLength=65536\0" + extra
+            "ImmediateData=Yes\0InitialR2T=Yes\0MaxBurstLength=262144\0FirstBurstLength=65536\0"
+            + extra
         )
-        req = P.login_request(isid=0x023D00000001, itt=1, cmdsn=self.cmdsn, csg=1, nsg=3, transit=True, data=keys.encode())
+        req = P.login_request(
+            isid=0x023D00000001,
+            itt=1,
+            cmdsn=self.cmdsn,
+            csg=1,
+            nsg=3,
+            transit=True,
+            data=keys.encode(),
+        )
         events = self.feed(req)
         rsp = self.sent()
         assert len(rsp) == 1 and rsp[0].opcode == Opcode.LOGIN_RSP
-        assert rsp[0].bhs[36] == 0, f"login failed: {rsp[0].bhs[36]:02x}{rsp[0].bhs[37]:02x} {rsp[0].data!r}"
+        assert rsp[0].bhs[36] == 0, (
+            f"login failed: {rsp[0].bhs[36]:02x}{rsp[0].bhs[37]:02x} {rsp[0].data!r}"
+        )
         assert len(events) == 1 and isinstance(events[0], LoginCompleted)
         return events[0]
 
-    def cmd(self, itt: int, cdb: bytes, edtl: int, *, read: bool = False, write: bool = False, data: bytes = b"", final: bool = True, cmdsn: int | None = None) -> list[object]:
+    def cmd(
+        self,
+        itt: int,
+        cdb: bytes,
+        edtl: int,
+        *,
+        read: bool = False,
+        write: bool = False,
+        data: bytes = b"",
+        final: bool = True,
+        cmdsn: int | None = None,
+    ) -> list[object]:
         sn = self.cmdsn if cmdsn is None else cmdsn
         if cmdsn is None:
             self.cmdsn += 1
-        return self.feed(P.scsi_command(itt, cdb, edtl=edtl, cmdsn=sn, read=read, write=write, data=data, final=final))
+        return self.feed(
+            P.scsi_command(
+                itt, cdb, edtl=edtl, cmdsn=sn, read=read, write=write, data=data, final=final
+            )
+        )
 
 
 @pytest.fixture
@@ -161,7 +194,9 @@ def test_write_immediate_then_r2t(h: Harness) -> None:
     assert isinstance(ev, CommandReady) and bytes(ev.data) == data
     h.conn.complete_command(4, ScsiResult(GOOD), 16384)
     (rsp,) = h.sent()
-    assert rsp.opcode == Opcode.SCSI_RSP and rsp.bhs[3] == GOOD and rsp.u32(36) == 1  # ExpDataSN = R2Ts
+    assert (
+        rsp.opcode == Opcode.SCSI_RSP and rsp.bhs[3] == GOOD and rsp.u32(36) == 1
+    )  # ExpDataSN = R2Ts
 
 
 def test_write_all_immediate_is_not_copied(h: Harness) -> None:
@@ -181,7 +216,7 @@ def test_bad_datasn_fails_the_write(h: Harness) -> None:
 
 
 def test_write_residual_underflow(h: Harness) -> None:
-    (ev,) = h.cmd(7, WRITE10_32, 4096, write=True, data=bytes(4096))
+    (_ev,) = h.cmd(7, WRITE10_32, 4096, write=True, data=bytes(4096))
     h.conn.complete_command(7, ScsiResult(GOOD), 512)
     (rsp,) = h.sent()
     assert rsp.flags & 0x02 and rsp.u32(44) == 4096 - 512
@@ -201,7 +236,11 @@ def test_cmdsn_window(h: Harness) -> None:
 
 def test_nop_out_ping_is_echoed(h: Harness) -> None:
     statsn = h.conn.statsn
-    h.feed(P.generic_request(Opcode.NOP_OUT, 0x80, itt=0x99, cmdsn=h.cmdsn, immediate=True, data=b"ping"))
+    h.feed(
+        P.generic_request(
+            Opcode.NOP_OUT, 0x80, itt=0x99, cmdsn=h.cmdsn, immediate=True, data=b"ping"
+        )
+    )
     (rsp,) = h.sent()
     assert rsp.opcode == Opcode.NOP_IN and rsp.itt == 0x99 and bytes(rsp.data) == b"ping"
     assert rsp.u32(24) == statsn
@@ -225,7 +264,11 @@ def test_ping_answer_keeps_connection(h: Harness) -> None:
     h.conn.handle_timer(t)
     (ping,) = h.sent()
     h.now = t + 1
-    h.feed(P.generic_request(Opcode.NOP_OUT, 0x80, itt=RESERVED_TAG, ttt=ping.ttt, cmdsn=h.cmdsn, immediate=True))
+    h.feed(
+        P.generic_request(
+            Opcode.NOP_OUT, 0x80, itt=RESERVED_TAG, ttt=ping.ttt, cmdsn=h.cmdsn, immediate=True
+        )
+    )
     t2 = h.conn.get_timer()
     assert t2 is not None and t2 > t + 1
     h.conn.handle_timer(t + 5.5)
@@ -235,7 +278,16 @@ def test_ping_answer_keeps_connection(h: Harness) -> None:
 def test_abort_task_drops_response(h: Harness) -> None:
     h.cmd(30, WRITE10_32, 8192, write=True)
     h.sent()
-    (tmf,) = h.feed(P.generic_request(Opcode.TMF_REQ, 0x80 | TmfFunction.ABORT_TASK, itt=31, cmdsn=h.cmdsn, immediate=True, ttt=30))
+    (tmf,) = h.feed(
+        P.generic_request(
+            Opcode.TMF_REQ,
+            0x80 | TmfFunction.ABORT_TASK,
+            itt=31,
+            cmdsn=h.cmdsn,
+            immediate=True,
+            ttt=30,
+        )
+    )
     assert isinstance(tmf, TaskManagementRequested) and tmf.ref_itt == 30
     assert h.conn.abort_task(30, 0, tmf.cmdsn) == TmfResponse.FUNCTION_COMPLETE
     h.conn.complete_tmf(31, TmfResponse.FUNCTION_COMPLETE)
@@ -247,7 +299,9 @@ def test_abort_task_drops_response(h: Harness) -> None:
 
 
 def test_logout(h: Harness) -> None:
-    (ev,) = h.feed(P.generic_request(Opcode.LOGOUT_REQ, 0x80, itt=40, cmdsn=h.cmdsn, immediate=True))
+    (ev,) = h.feed(
+        P.generic_request(Opcode.LOGOUT_REQ, 0x80, itt=40, cmdsn=h.cmdsn, immediate=True)
+    )
     assert isinstance(ev, LogoutRequested) and ev.reason == 0
     h.conn.complete_logout(40)
     (rsp,) = h.sent()
@@ -257,7 +311,11 @@ def test_logout(h: Harness) -> None:
 def test_data_out_for_unknown_itt_is_rejected(h: Harness) -> None:
     h.feed(P.data_out(0x77, 5, 0, 0, bytes(512), final=True))
     (rej,) = h.sent()
-    assert rej.opcode == Opcode.REJECT and rej.bhs[2] == 0x09 and bytes(rej.data)[16:20] == (0x77).to_bytes(4, "big")
+    assert (
+        rej.opcode == Opcode.REJECT
+        and rej.bhs[2] == 0x09
+        and bytes(rej.data)[16:20] == (0x77).to_bytes(4, "big")
+    )
 
 
 def test_garbage_before_login_fails_connection() -> None:
@@ -274,7 +332,9 @@ def test_digests_after_login() -> None:
         f"InitiatorName={INITIATOR}\0SessionType=Normal\0TargetName={TARGET}\0"
         "HeaderDigest=CRC32C\0DataDigest=CRC32C\0"
     )
-    harness2.feed(P.login_request(isid=1, itt=1, cmdsn=1, csg=1, nsg=3, transit=True, data=keys.encode()))
+    harness2.feed(
+        P.login_request(isid=1, itt=1, cmdsn=1, csg=1, nsg=3, transit=True, data=keys.encode())
+    )
     harness2.sent()
     harness2.reader.header_digest = harness2.reader.data_digest = True
     (ev,) = harness2.feed(P.scsi_command(9, READ10, edtl=512, cmdsn=1, read=True), hd=True, dd=True)

@@ -99,7 +99,9 @@ def test_encode_does_not_copy_data() -> None:
 
 
 def test_data_in_fields() -> None:
-    p = P.data_in(0x11, bytes(8), b"x" * 8, 8, 3, 4096, final=True, status=0, rsp_flags=0x02, residual=5)
+    p = P.data_in(
+        0x11, bytes(8), b"x" * 8, 8, 3, 4096, final=True, status=0, rsp_flags=0x02, residual=5
+    )
     assert p.opcode == Opcode.DATA_IN
     assert p.flags == 0x80 | 0x01 | 0x02
     assert p.itt == 0x11 and p.u32(36) == 3 and p.u32(40) == 4096 and p.u32(44) == 5
