@@ -11,6 +11,8 @@
     │   ├── BackendFenced        lost the exclusive lock / blocklisted
     │   └── BackendNoSpace
     └── ConfigError              a bad configuration, refused before anything is applied
+        ├── ConfigNotFound       a named object (target, disk, client, …) does not exist
+        └── StoreBusy            the shared store kept changing under a writer; try again
 
 SCSI CHECK CONDITIONs are raised as ``iscsigw.scsi.sense.CheckCondition`` (a subclass of
 IscsiGwError) inside the SCSI layer and never cross into the transport as exceptions.
@@ -71,3 +73,11 @@ class BackendNoSpace(BackendError):
 
 class ConfigError(IscsiGwError):
     """A configuration that is refused; the message says what to fix."""
+
+
+class ConfigNotFound(ConfigError):
+    """A change or query names a target, disk, client, group or gateway that does not exist."""
+
+
+class StoreBusy(ConfigError):
+    """A writer lost the race for the shared store too many times; nothing was written."""

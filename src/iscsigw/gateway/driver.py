@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+import types
+from collections.abc import Coroutine, Generator
+from typing import TYPE_CHECKING, Any
 
 from ..iscsi.connection import SENSE_INTERNAL_FAILURE, SENSE_OVERFLOW, Connection
 from ..iscsi.constants import TmfFunction, TmfResponse
@@ -44,6 +46,7 @@ class IscsiProtocol(asyncio.Protocol):
         self._running: dict[int, asyncio.Task[None]] = {}
         self._closed = False
         self._paused = False
+        self._flush_pending = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,7 +103,14 @@ class IscsiProtocol(asyncio.Protocol):
             self._handle(ev)
         self._flush()
 
+    def _schedule_flush(self) -> None:
+        # Replies of commands finishing in the same loop iteration share one send.
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush)
+
     def _flush(self) -> None:
+        self._flush_pending = False
         conn = self.conn
         transport = self.transport
         if conn is None or transport is None or self._closed:
@@ -167,8 +177,14 @@ class IscsiProtocol(asyncio.Protocol):
 
     # -- SCSI commands ------------------------------------------------------------------------
     def _start_command(self, ev: CommandReady) -> None:
-        task = self.loop.create_task(self._run_command(ev))
-        self._running[ev.itt] = task
+        # Run eagerly: a page-cache hit completes without ever becoming a task, and its
+        # reply leaves with the rest of this batch in one send (see _pump).
+        coro = self._run_command(ev)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return
+        self._running[ev.itt] = self.loop.create_task(_resume(coro, yielded))
 
     async def _run_command(self, ev: CommandReady) -> None:
         session = self.session
@@ -221,7 +237,7 @@ class IscsiProtocol(asyncio.Protocol):
             conn.complete_command(ev.itt, failure, needed)
         finally:
             self._running.pop(ev.itt, None)
-            self._flush()
+            self._schedule_flush()
 
     async def cancel_commands(self, itts: list[int]) -> None:
         tasks = [t for itt in itts if (t := self._running.pop(itt, None)) is not None]
@@ -296,3 +312,21 @@ def _truncated_write(cdb: bytes, blocks: int) -> bytes | None:
     out = bytearray(cdb)
     out[offset : offset + size] = blocks.to_bytes(size, "big")
     return bytes(out)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
+    """Continue, inside a Task, a coroutine that was started eagerly and then blocked."""
+    while True:
+        try:
+            value = yield yielded
+        except BaseException as exc:  # delivered into the coroutine, e.g. CancelledError
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(value)
+            except StopIteration:
+                return
