@@ -2,6 +2,42 @@
 
 from __future__ import annotations
 
+import os
 from typing import TypeAlias
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
+
+
+class FileSlice:
+    """Read data that is still in a file: the transport may send it with sendfile(2).
+
+    Returned instead of bytes by backends that can (``read_slice``), so large reads go from
+    the page cache to the socket without passing through Python. ``materialize`` reads it
+    for the cases that need the bytes (data digests).
+    """
+
+    __slots__ = ("fd", "length", "offset")
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def slice(self, start: int, length: int) -> FileSlice:
+        return FileSlice(self.fd, self.offset + start, length)
+
+    def materialize(self) -> bytes:
+        data = os.pread(self.fd, self.length, self.offset)
+        if len(data) < self.length:  # file shorter than the device: the rest reads as zeros
+            data += bytes(self.length - len(data))
+        return data
+
+    def __repr__(self) -> str:
+        return f"<FileSlice fd={self.fd} offset={self.offset} length={self.length}>"
+
+
+# What a Data-In PDU can carry: bytes in memory, or a range of a file for sendfile(2).
+Payload: TypeAlias = Buffer | FileSlice

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from .._types import Buffer
+from .._types import Buffer, FileSlice
+
+__all__ = ["BlockBackend", "Extent", "FileSlice"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +73,58 @@ class BlockBackend(Protocol):
     async def close(self) -> None:
         """Release the image; no call follows."""
         ...
+
+
+class SupportsCompareAndWrite(Protocol):
+    """Optional capability: an atomic COMPARE AND WRITE done by the backend itself.
+
+    Backends that can make the compare and the write one atomic step across every client of
+    the storage (librbd's compare-and-write: atomic across gateways) implement this; for the
+    others ``compare_and_write()`` below reads, compares and writes, which is atomic only
+    against this process's own I/O (the SCSI layer holds the LU write gate for it).
+    """
+
+    async def compare_and_write(
+        self, offset: int, compare: Buffer, data: Buffer, *, fua: bool = False
+    ) -> int:
+        """If [offset, offset+len(compare)) equals ``compare``, write ``data`` there and
+        return -1; otherwise write nothing and return the index (from 0, relative to
+        ``offset``) of the first byte that differs. ``len(compare) == len(data)``."""
+        ...
+
+
+def first_mismatch(a: Buffer, b: Buffer) -> int:
+    """Index of the first byte where ``a`` and ``b`` differ, or -1 when they are equal."""
+    va = memoryview(a).cast("B")
+    vb = memoryview(b).cast("B")
+    if va == vb:
+        return -1
+    n = min(va.nbytes, vb.nbytes)
+    lo, hi = 0, n
+    while hi - lo > 64:  # binary search on slices: C-speed compares, no per-byte loop
+        mid = (lo + hi) // 2
+        if va[lo:mid] != vb[lo:mid]:
+            hi = mid
+        else:
+            lo = mid
+    for i in range(lo, hi):
+        if va[i] != vb[i]:
+            return i
+    return n
+
+
+async def compare_and_write(
+    backend: BlockBackend, offset: int, compare: Buffer, data: Buffer, *, fua: bool = False
+) -> int:
+    """COMPARE AND WRITE on any backend: the backend's own when it has one (see
+    ``SupportsCompareAndWrite``), else read, compare, write. Returns -1 or the mismatch index."""
+    native = getattr(backend, "compare_and_write", None)
+    if native is not None:
+        result: int = await native(offset, compare, data, fua=fua)
+        return result
+    current = await backend.read(offset, memoryview(compare).nbytes)
+    diff = first_mismatch(current, compare)
+    if diff >= 0:
+        return diff
+    await backend.write(offset, data, fua=fua)
+    return -1

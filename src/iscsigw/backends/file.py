@@ -41,7 +41,7 @@ from typing import TypeVar
 
 from .._types import Buffer
 from ..errors import BackendError, BackendNoSpace, BackendNotFound, ConfigError
-from .base import Extent
+from .base import Extent, FileSlice
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,10 @@ class FileBackend:
             return buf
         except OSError as exc:
             raise _translate(exc, self._path, "reading") from exc
+
+    def read_slice(self, offset: int, length: int) -> FileSlice:
+        """The range as a FileSlice for sendfile(2); the caller sends it before closing us."""
+        return FileSlice(self._check(offset, length), offset, length)
 
     async def write(self, offset: int, data: Buffer, *, fua: bool = False) -> None:
         view = memoryview(data).cast("B")

@@ -19,6 +19,7 @@ Factory = Callable[..., Awaitable[BlockBackend]]
 _FACTORIES: dict[str, str] = {
     "memory": "iscsigw.backends.memory:open_memory",
     "file": "iscsigw.backends.file:open_file",
+    "rbd": "iscsigw.backends.rbd:open_rbd",
 }
 
 

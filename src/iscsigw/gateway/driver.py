@@ -13,6 +13,7 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
+from .._types import FileSlice
 from ..iscsi.connection import SENSE_INTERNAL_FAILURE, SENSE_OVERFLOW, Connection
 from ..iscsi.constants import TmfFunction, TmfResponse
 from ..iscsi.events import (
@@ -24,6 +25,8 @@ from ..iscsi.events import (
     TaskManagementRequested,
 )
 from ..scsi.task import CHECK_CONDITION, ITNexus, ScsiCommand, ScsiResult
+from .rawsock import RawTransport
+from .sockwriter import SocketWriter
 
 if TYPE_CHECKING:
     from .runtime import GatewayRuntime, SessionView
@@ -31,13 +34,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("iscsigw.conn")
 
 
-class IscsiProtocol(asyncio.Protocol):
+class IscsiProtocol:
     def __init__(self, runtime: GatewayRuntime, portal: str) -> None:
         self.runtime = runtime
         self.portal = portal
         self.loop = asyncio.get_running_loop()
         self.conn: Connection | None = None
-        self.transport: asyncio.Transport | None = None
+        self.transport: RawTransport | None = None
         self.session: SessionView | None = None
         self.nexus: ITNexus | None = None
         self.peer = "?"
@@ -45,12 +48,11 @@ class IscsiProtocol(asyncio.Protocol):
         self._timer_at: float | None = None
         self._running: dict[int, asyncio.Task[None]] = {}
         self._closed = False
-        self._paused = False
         self._flush_pending = False
+        self._writer: SocketWriter = None  # type: ignore[assignment]  # set in connection_made
 
-    # -- asyncio.Protocol ---------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    # -- transport callbacks ---------------------------------------------------------------------
+    def connection_made(self, transport: RawTransport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -61,6 +63,14 @@ class IscsiProtocol(asyncio.Protocol):
             timeouts=self.runtime.timeouts,
         )
         self.runtime.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        self._writer = SocketWriter(
+            self.loop,
+            sock.fileno(),
+            on_error=self._write_failed,
+            on_pause=transport.pause_reading,
+            on_resume=transport.resume_reading,
+        )
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -79,18 +89,13 @@ class IscsiProtocol(asyncio.Protocol):
         self._running.clear()
         if self.conn is not None:
             self.conn.close()
+        if self._writer is not None:
+            self._writer.close()
         self.runtime.connection_gone(self)
 
-    def pause_writing(self) -> None:
-        # The initiator is not draining Data-In: stop taking new commands until it does.
-        if self.transport is not None and not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.transport is not None and self._paused:
-            self._paused = False
-            self.transport.resume_reading()
+    def _write_failed(self, exc: OSError) -> None:
+        log.info("connection from %s failed while sending: %s", self.peer, exc.strerror)
+        self.abort()
 
     # -- event pump ---------------------------------------------------------------------------
     def _pump(self) -> None:
@@ -117,21 +122,24 @@ class IscsiProtocol(asyncio.Protocol):
             return
         out = conn.data_to_send()
         if out:
-            transport.writelines(out)
+            self._writer.write(out)
         if conn.wants_close:
             self.close()
             return
         self._arm_timer()
 
     def close(self) -> None:
+        # Graceful: everything queued (e.g. a Logout Response) leaves before the FIN.
         if not self._closed and self.transport is not None:
             self._closed = True
-            self.transport.close()
+            transport = self.transport
+            self._writer.when_drained(transport.close)
 
     def abort(self) -> None:
         """Drop the connection at once (session reinstatement, shutdown)."""
         if self.transport is not None:
             self._closed = True
+            self._writer.close()
             self.transport.abort()
 
     def _arm_timer(self) -> None:
@@ -227,6 +235,8 @@ class IscsiProtocol(asyncio.Protocol):
                     tag=ev.itt,
                 ),
             )
+            if isinstance(result.data, FileSlice) and conn.data_digest:
+                result.data = result.data.materialize()  # the digest needs the bytes
             conn.complete_command(ev.itt, result, needed)
         except asyncio.CancelledError:
             raise

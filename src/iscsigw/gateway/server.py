@@ -7,15 +7,15 @@ never were), close every connection, flush every backend (fdatasync), exit 0.
 from __future__ import annotations
 
 import asyncio
-import errno
+import functools
 import logging
 import signal
 from pathlib import Path
 from typing import Protocol
 
 from ..config.model import GatewayConfig
-from ..errors import ConfigError
 from .driver import IscsiProtocol
+from .rawsock import Listener, listen
 from .runtime import GatewayRuntime
 
 log = logging.getLogger("iscsigw.server")
@@ -25,38 +25,20 @@ class _Store(Protocol):
     def load(self) -> tuple[GatewayConfig, int]: ...
 
 
-async def start_portals(
-    runtime: GatewayRuntime, portals: list[tuple[str, int]]
-) -> list[asyncio.Server]:
+async def start_portals(runtime: GatewayRuntime, portals: list[tuple[str, int]]) -> list[Listener]:
     loop = asyncio.get_running_loop()
-    servers: list[asyncio.Server] = []
+    listeners: list[Listener] = []
     try:
         for ip, port in portals:
             label = f"{ip}:{port}"
-            try:
-                server = await loop.create_server(
-                    lambda label=label: IscsiProtocol(runtime, label),  # type: ignore[misc]
-                    host=ip,
-                    port=port,
-                    reuse_address=True,
-                )
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise ConfigError(
-                        f"portal {label} is already in use by another program; pick another --portal"
-                    )
-                if exc.errno == errno.EADDRNOTAVAIL:
-                    raise ConfigError(
-                        f"portal {label}: address {ip} is not configured on this host"
-                    )
-                raise ConfigError(f"cannot listen on portal {label}: {exc.strerror}")
-            servers.append(server)
+            sock = listen(ip, port)
+            listeners.append(Listener(loop, sock, functools.partial(IscsiProtocol, runtime, label)))
             log.info("listening for iSCSI on %s", label)
     except BaseException:
-        for s in servers:
+        for s in listeners:
             s.close()
         raise
-    return servers
+    return listeners
 
 
 async def run_gateway(
@@ -80,7 +62,5 @@ async def run_gateway(
         for s in servers:
             s.close()
         await runtime.close()
-        for s in servers:
-            await s.wait_closed()
     log.info("gateway %s stopped", name)
     return 0

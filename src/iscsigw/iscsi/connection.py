@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .._types import Buffer
+from .._types import Buffer, FileSlice, Payload
 from ..errors import DigestError, LoginError, PduFormatError, PduRejected, ProtocolError
 from ..scsi.task import CHECK_CONDITION, GOOD, ScsiResult
 from . import pdu as P
@@ -141,7 +141,7 @@ class Connection:
         self._login: LoginNegotiator | None = LoginNegotiator(policy, random_bytes=random_bytes)
         self.outcome: LoginOutcome | None = None
         self._text: TextExchange | None = None
-        self._out: list[Buffer] = []
+        self._out: list[Payload] = []
         self._events: deque[Event] = deque()
         self._hd = False
         self._dd = False
@@ -198,10 +198,15 @@ class Connection:
                 self._fail(f"protocol error: {exc}")
         return self._events.popleft() if self._events else None
 
-    def data_to_send(self) -> list[Buffer]:
+    def data_to_send(self) -> list[Payload]:
         out = self._out
         self._out = []
         return out
+
+    @property
+    def data_digest(self) -> bool:
+        """True once DataDigest=CRC32C is in force (FileSlice payloads must be materialized)."""
+        return self._dd
 
     @property
     def wants_close(self) -> bool:
@@ -661,13 +666,14 @@ class Connection:
     def _send_data_in(
         self,
         task: _Task,
-        data: Buffer,
+        data: Payload,
         length: int,
         status: int | None,
         rsp_flags: int,
         residual: int,
     ) -> None:
-        view = memoryview(data)
+        file_data = data if isinstance(data, FileSlice) else None
+        view = memoryview(b"") if isinstance(data, FileSlice) else memoryview(data)
         seg = self._max_xmit
         burst = self._max_burst
         offset = 0
@@ -681,7 +687,7 @@ class Connection:
             pdu = P.data_in(
                 itt,
                 lun,
-                view[offset:end],
+                view[offset:end] if file_data is None else file_data.slice(offset, chunk),
                 chunk,
                 datasn,
                 offset,

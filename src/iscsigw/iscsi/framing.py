@@ -6,7 +6,7 @@ beyond ``max_data_length`` (a huge DataSegmentLength is a format error, not an a
 
 from __future__ import annotations
 
-from .._types import Buffer
+from .._types import Buffer, FileSlice, Payload
 from ..errors import DigestError, PduFormatError
 from .constants import BHS_LEN, DIGEST_LEN, INITIATOR_OPCODES
 from .digest import crc32c
@@ -94,20 +94,21 @@ class PduReader:
         return Pdu(bhs, data, ahs)
 
 
-def encode(pdu: Pdu, header_digest: bool = False, data_digest: bool = False) -> list[Buffer]:
+def encode(pdu: Pdu, header_digest: bool = False, data_digest: bool = False) -> list[Payload]:
     """The PDU as a list of buffers for ``writelines`` (no copy of the data segment)."""
     hdr: Buffer = pdu.bhs if not pdu.ahs else bytes(pdu.bhs) + pdu.ahs
-    out: list[Buffer] = [hdr]
+    out: list[Payload] = [hdr]
     if header_digest:
         out.append(crc32c(hdr).to_bytes(4, "little"))
-    data = pdu.data
-    n = memoryview(data).nbytes
+    data: Payload = pdu.file_data if pdu.file_data is not None else pdu.data
+    n = len(data) if isinstance(data, FileSlice) else memoryview(data).nbytes
     if n:
         out.append(data)
         pad = _PAD[n & 3]
         if pad:
             out.append(pad)
         if data_digest:
+            assert not isinstance(data, FileSlice), "materialize FileSlices before digesting"
             value = crc32c(data)
             if pad:
                 value = crc32c(pad, value)
@@ -116,4 +117,7 @@ def encode(pdu: Pdu, header_digest: bool = False, data_digest: bool = False) -> 
 
 
 def encode_bytes(pdu: Pdu, header_digest: bool = False, data_digest: bool = False) -> bytes:
-    return b"".join(bytes(b) for b in encode(pdu, header_digest, data_digest))
+    return b"".join(
+        b.materialize() if isinstance(b, FileSlice) else bytes(b)
+        for b in encode(pdu, header_digest, data_digest)
+    )

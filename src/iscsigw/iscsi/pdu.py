@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from .._types import Buffer
+from .._types import Buffer, FileSlice, Payload
 from .constants import (
     BHS_LEN,
     DATA_IN_STATUS,
@@ -25,16 +25,25 @@ _EMPTY = b""
 
 
 class Pdu:
-    """A framed PDU. ``bhs`` is exactly 48 bytes; ``data`` excludes padding and digests."""
+    """A framed PDU. ``bhs`` is exactly 48 bytes; ``data`` excludes padding and digests.
 
-    __slots__ = ("ahs", "bhs", "data")
+    An outgoing Data-In may carry its data segment as ``file_data`` (a range of a file the
+    runtime sends with sendfile(2)) instead of ``data``.
+    """
+
+    __slots__ = ("ahs", "bhs", "data", "file_data")
 
     def __init__(
-        self, bhs: bytearray | bytes | memoryview, data: Buffer = _EMPTY, ahs: bytes = _EMPTY
+        self,
+        bhs: bytearray | bytes | memoryview,
+        data: Buffer = _EMPTY,
+        ahs: bytes = _EMPTY,
+        file_data: FileSlice | None = None,
     ) -> None:
         self.bhs = bhs
         self.data = data
         self.ahs = ahs
+        self.file_data = file_data
 
     # -- generic header fields -------------------------------------------------------------
     @property
@@ -188,7 +197,7 @@ _DATA_IN_TAIL = struct.Struct(">II")  # DataSN, Buffer Offset at 36
 def data_in(
     itt: int,
     lun: bytes,
-    data: Buffer,
+    data: Payload,
     length: int,
     datasn: int,
     offset: int,
@@ -208,6 +217,8 @@ def data_in(
     _U32.pack_into(bhs, 16, itt)
     _U32.pack_into(bhs, 20, RESERVED_TAG)
     _DATA_IN_TAIL.pack_into(bhs, 36, datasn, offset)
+    if isinstance(data, FileSlice):
+        return Pdu(bhs, file_data=data)
     return Pdu(bhs, data)
 
 

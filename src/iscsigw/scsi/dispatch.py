@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from . import reserve, sbc, spc
+from . import persist, reserve, sbc, spc
+from .pr import PrAccess
 from .sense import INVALID_OPCODE, CheckCondition, invalid_field
 from .task import ScsiCommand, ScsiResult
 
@@ -42,6 +43,15 @@ class CommandSpec:
     reservation_exempt: bool = False  # allowed for a non-holder of a SCSI-2 reservation
     alua: AluaAccess = AluaAccess.ACTIVE
     timeout: int = 30  # recommended command timeout (seconds) for the RCTD descriptor
+    # Class under a persistent reservation the nexus does not hold; None: WRITE if ``writes``
+    # else READ (SPC-4 Table 47, SBC-3 Table 13).
+    pr: PrAccess | None = None
+
+    @property
+    def pr_access(self) -> PrAccess:
+        if self.pr is not None:
+            return self.pr
+        return PrAccess.WRITE if self.writes else PrAccess.READ
 
     @property
     def cdb_length(self) -> int:
@@ -114,11 +124,17 @@ def _u(hexstr: str) -> bytes:
 
 
 _A = AluaAccess
+_P = PrAccess
 
 DEFAULT_SPECS: tuple[CommandSpec, ...] = (
     # --- SPC ---------------------------------------------------------------------------
     CommandSpec(
-        0x00, "TEST UNIT READY", spc.test_unit_ready, _u("00 00 00 00 00 00"), alua=_A.ACTIVE
+        0x00,
+        "TEST UNIT READY",
+        spc.test_unit_ready,
+        _u("00 00 00 00 00 00"),
+        alua=_A.ACTIVE,
+        pr=_P.ALLOWED,
     ),
     CommandSpec(
         0x03,
@@ -128,6 +144,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         ua_exempt=True,
         reservation_exempt=True,
         alua=_A.ALWAYS,
+        pr=_P.ALLOWED,
     ),
     CommandSpec(
         0x12,
@@ -137,6 +154,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         ua_exempt=True,
         reservation_exempt=True,
         alua=_A.ALWAYS,
+        pr=_P.ALLOWED,
     ),
     CommandSpec(
         0x15,
@@ -145,8 +163,11 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         _u("15 11 00 00 ff 00"),
         data_out=spc.mode_select_data_out,
         alua=_A.STANDBY,
+        pr=_P.WRITE,
     ),
-    CommandSpec(0x16, "RESERVE(6)", reserve.reserve, _u("16 00 00 00 00 00"), alua=_A.STANDBY),
+    CommandSpec(
+        0x16, "RESERVE(6)", reserve.reserve, _u("16 00 00 00 00 00"), alua=_A.STANDBY, pr=_P.ALLOWED
+    ),
     CommandSpec(
         0x17,
         "RELEASE(6)",
@@ -154,10 +175,17 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         _u("17 00 00 00 00 00"),
         reservation_exempt=True,
         alua=_A.STANDBY,
+        pr=_P.ALLOWED,
     ),
     CommandSpec(0x1A, "MODE SENSE(6)", spc.mode_sense, _u("1a 08 ff ff ff 00"), alua=_A.STANDBY),
-    CommandSpec(0x1B, "START STOP UNIT", spc.start_stop_unit, _u("1b 01 00 0f f7 00")),
-    CommandSpec(0x1E, "PREVENT ALLOW MEDIUM REMOVAL", spc.prevent_allow, _u("1e 00 00 00 03 00")),
+    CommandSpec(0x1B, "START STOP UNIT", spc.start_stop_unit, _u("1b 01 00 0f f7 00"), pr=_P.WRITE),
+    CommandSpec(
+        0x1E,
+        "PREVENT ALLOW MEDIUM REMOVAL",
+        spc.prevent_allow,
+        _u("1e 00 00 00 03 00"),
+        pr=_P.WRITE,
+    ),
     CommandSpec(
         0x55,
         "MODE SELECT(10)",
@@ -165,9 +193,15 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         _u("55 11 00 00 00 00 00 ff ff 00"),
         data_out=spc.mode_select_data_out,
         alua=_A.STANDBY,
+        pr=_P.WRITE,
     ),
     CommandSpec(
-        0x56, "RESERVE(10)", reserve.reserve, _u("56 00 00 00 00 00 00 00 00 00"), alua=_A.STANDBY
+        0x56,
+        "RESERVE(10)",
+        reserve.reserve,
+        _u("56 00 00 00 00 00 00 00 00 00"),
+        alua=_A.STANDBY,
+        pr=_P.ALLOWED,
     ),
     CommandSpec(
         0x57,
@@ -176,6 +210,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         _u("57 00 00 00 00 00 00 00 00 00"),
         reservation_exempt=True,
         alua=_A.STANDBY,
+        pr=_P.ALLOWED,
     ),
     CommandSpec(
         0x5A, "MODE SENSE(10)", spc.mode_sense, _u("5a 18 ff ff 00 00 00 ff ff 00"), alua=_A.STANDBY
@@ -188,6 +223,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         ua_exempt=True,
         reservation_exempt=True,
         alua=_A.ALWAYS,
+        pr=_P.ALLOWED,
     ),
     CommandSpec(
         0xA3,
@@ -196,6 +232,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         _u("a3 ea 00 00 00 00 ff ff ff ff 00 00"),
         service_action=0x0A,
         alua=_A.ALWAYS,
+        pr=_P.ALLOWED,
     ),
     CommandSpec(
         0xA3,
@@ -204,6 +241,55 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         _u("a3 0c 87 ff ff ff ff ff ff ff 00 00"),
         service_action=0x0C,
         alua=_A.STANDBY,
+    ),
+    CommandSpec(
+        0x5E,
+        "PERSISTENT RESERVE IN (READ KEYS)",
+        persist.persistent_reserve_in,
+        _u("5e 1f 00 00 00 00 00 ff ff 00"),
+        service_action=0x00,
+        reservation_exempt=True,
+        alua=_A.STANDBY,
+        pr=_P.ALLOWED,
+    ),
+    *(
+        CommandSpec(
+            0x5E,
+            f"PERSISTENT RESERVE IN ({name})",
+            persist.persistent_reserve_in,
+            _u("5e 1f 00 00 00 00 00 ff ff 00"),
+            service_action=sa,
+            reservation_exempt=True,
+            alua=_A.STANDBY,
+            pr=_P.ALLOWED,
+        )
+        for sa, name in (
+            (1, "READ RESERVATION"),
+            (2, "REPORT CAPABILITIES"),
+            (3, "READ FULL STATUS"),
+        )
+    ),
+    *(
+        CommandSpec(
+            0x5F,
+            f"PERSISTENT RESERVE OUT ({name})",
+            persist.persistent_reserve_out,
+            _u("5f 1f ff 00 00 ff ff ff ff 00"),
+            service_action=sa,
+            data_out=persist.persistent_reserve_out_data_out,
+            alua=_A.STANDBY,
+            pr=_P.ALLOWED,
+        )
+        for sa, name in (
+            (0, "REGISTER"),
+            (1, "RESERVE"),
+            (2, "RELEASE"),
+            (3, "CLEAR"),
+            (4, "PREEMPT"),
+            (5, "PREEMPT AND ABORT"),
+            (6, "REGISTER AND IGNORE EXISTING KEY"),
+            (7, "REGISTER AND MOVE"),
+        )
     ),
     # --- SBC ---------------------------------------------------------------------------
     CommandSpec(0x08, "READ(6)", sbc.read, _u("08 1f ff ff ff 00")),
@@ -247,7 +333,11 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         data_out=sbc.verify_data_out,
     ),
     CommandSpec(
-        0x35, "SYNCHRONIZE CACHE(10)", sbc.synchronize_cache, _u("35 02 ff ff ff ff 00 ff ff 00")
+        0x35,
+        "SYNCHRONIZE CACHE(10)",
+        sbc.synchronize_cache,
+        _u("35 02 ff ff ff ff 00 ff ff 00"),
+        pr=_P.WRITE,
     ),
     CommandSpec(
         0x41,
@@ -305,6 +395,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         "SYNCHRONIZE CACHE(16)",
         sbc.synchronize_cache,
         _u("91 02 ff ff ff ff ff ff ff ff ff ff ff ff 00 00"),
+        pr=_P.WRITE,
     ),
     CommandSpec(
         0x93,

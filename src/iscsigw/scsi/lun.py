@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 
 from ..backends.base import BlockBackend
 from ..errors import BackendError, BackendFenced, BackendNoSpace, BackendNotFound
@@ -18,6 +19,7 @@ from .dispatch import DEFAULT_TABLE, AluaAccess, CommandTable
 from .gate import WriteGate
 from .identity import LuIdentity
 from .limits import BlockLimits
+from .pr import MemoryPrStore, PrAccess, PrState, PrStore
 from .sense import (
     ASYMMETRIC_ACCESS_STATE_CHANGED,
     BUS_DEVICE_RESET,
@@ -65,6 +67,7 @@ class LogicalUnit:
         port_groups: PortGroups | None = None,
         limits: BlockLimits | None = None,
         table: CommandTable | None = None,
+        pr_store: PrStore | None = None,
     ) -> None:
         self.backend = backend
         self.identity = identity
@@ -82,6 +85,13 @@ class LogicalUnit:
         # SCSI-2 reservation holder (ITNexus.key) or None
         self.reservation_holder: str | None = None
         self._ua: dict[str, deque[SenseCode]] = {}
+        # Every I_T nexus seen on this LU (for PR notices addressed by port names).
+        self._nexuses: dict[str, ITNexus] = {}
+        # Persistent reservations: state shared by every gateway exporting the LU.
+        self.pr_store: PrStore = pr_store if pr_store is not None else MemoryPrStore()
+        self._pr_unsubscribe = self.pr_store.subscribe(self._pr_state_committed)
+        # Set by the runtime: abort every task of ``nexus`` on this LU (PREEMPT AND ABORT).
+        self.abort_nexus_tasks: Callable[[ITNexus], None] | None = None
         # id(nexus) -> (nexus, nexus.key): ITNexus.key formats a string on every call.
         self._keys: dict[int, tuple[ITNexus, str]] = {}
         self._gate = WriteGate()
@@ -171,12 +181,44 @@ class LogicalUnit:
         """
         keys = [nexus.key] if nexus is not None else [k for k in self._ua if k != exclude]
         for key in keys:
-            q = self._queue_for(key)
-            if code in q:
-                continue
-            if len(q) >= MAX_PENDING_UAS:
-                q.pop()
-            q.append(code)
+            self._queue_code(key, code)
+
+    def _queue_code(self, key: str, code: SenseCode) -> None:
+        q = self._queue_for(key)
+        if code in q:
+            return
+        # Power on / reset / nexus loss (29h) codes are one condition: a pending one already
+        # tells the initiator that everything it knew was reset (SAM-5 §5.14).
+        if code.asc == 0x29 and any(c.asc == 0x29 for c in q):
+            return
+        if len(q) >= MAX_PENDING_UAS:
+            q.pop()
+        q.append(code)
+
+    # -------------------------------------------------------------------- persistent reservations
+
+    def _pr_state_committed(self, state: PrState) -> None:
+        """A PR state was committed (here or on another gateway): deliver its notices to the
+        I_T nexuses of this LU they are addressed to."""
+        if not state.notices:
+            return
+        aborts: list[ITNexus] = []
+        for notice in state.notices:
+            for key, nx in list(self._nexuses.items()):
+                if not notice.matches(nx):
+                    continue
+                if notice.code is not None and key in self._ua:
+                    self._queue_code(key, notice.code)
+                if notice.abort:
+                    aborts.append(nx)
+        hook = self.abort_nexus_tasks
+        if hook is not None:
+            for nx in aborts:
+                hook(nx)
+
+    def close_pr(self) -> None:
+        """Stop listening to the PR store (the LU is being closed)."""
+        self._pr_unsubscribe()
 
     def notify_capacity_changed(self) -> None:
         self.queue_unit_attention(CAPACITY_DATA_CHANGED)
@@ -194,6 +236,7 @@ class LogicalUnit:
         self.reservation_holder = None
         if nexus is not None:
             self._queue_for(nexus.key)
+            self._nexuses.setdefault(nexus.key, nexus)
         self.queue_unit_attention(BUS_DEVICE_RESET)
 
     def nexus_lost(self, nexus: ITNexus) -> None:
@@ -207,6 +250,7 @@ class LogicalUnit:
     def forget_nexus(self, nexus: ITNexus) -> None:
         """Drop all per-nexus state (e.g. when the ACL that allowed it is deleted)."""
         self._ua.pop(nexus.key, None)
+        self._nexuses.pop(nexus.key, None)
         if self.reservation_holder == nexus.key:
             self.reservation_holder = None
 
@@ -243,12 +287,20 @@ class LogicalUnit:
             q = self._ua.get(key)
             if q is None:
                 q = self._queue_for(key)
+                self._nexuses[key] = cmd.nexus
             if q and (spec is None or not spec.ua_exempt):
                 raise CheckCondition.of(q.popleft())
             if spec is None:
                 raise self.table.unsupported(cdb)
             holder = self.reservation_holder
             if holder is not None and holder != key and not spec.reservation_exempt:
+                return ScsiResult(status=RESERVATION_CONFLICT)
+            pr = self.pr_store.current
+            if (
+                pr.reservation is not None
+                and spec.pr_access != PrAccess.ALLOWED
+                and pr.conflicts(cmd.nexus, spec.pr_access)
+            ):
                 return ScsiResult(status=RESERVATION_CONFLICT)
             if self._restricted:
                 state = self._restricted.get(cmd.nexus.relative_port_id)

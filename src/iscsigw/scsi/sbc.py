@@ -115,7 +115,17 @@ async def read(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     if n == 0:
         return ScsiResult()
     bs = lu.block_size
-    return ScsiResult(data=await lu.backend.read(lba * bs, n * bs))
+    length = n * bs
+    if length >= ZERO_COPY_MIN:
+        read_slice = getattr(lu.backend, "read_slice", None)
+        if read_slice is not None:
+            # Large reads leave as a file slice the transport can sendfile(2).
+            return ScsiResult(data=read_slice(lba * bs, length))
+    return ScsiResult(data=await lu.backend.read(lba * bs, length))
+
+
+# Below this a pread into memory is cheaper than a sendfile(2) call per PDU.
+ZERO_COPY_MIN = 64 * 1024
 
 
 def write_data_out(cdb: bytes, block_size: int) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .._types import Buffer
+from .._types import Buffer, Payload
 
 GOOD = 0x00
 CHECK_CONDITION = 0x02
@@ -68,7 +68,7 @@ class ScsiCommand:
 @dataclass(slots=True)
 class ScsiResult:
     status: int = GOOD
-    data: Buffer = b""
+    data: Payload = b""  # a FileSlice for large reads from a file backend (sendfile)
     sense: bytes = b""
     # Bytes of Data-Out the command actually consumed (for write residuals); None = all given.
     data_out_used: int | None = None

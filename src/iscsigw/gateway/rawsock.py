@@ -1,0 +1,164 @@
+"""Listening and connected sockets driven straight from the event loop's selector.
+
+asyncio's transports own their file descriptor, so nothing else may watch it for
+writability, and their writes copy. The datapath needs os.writev/os.sendfile on the socket
+(``sockwriter``), so connections use this small transport instead: readiness callbacks with
+``add_reader``/``add_writer``, one ``recv`` per readable event, nothing buffered here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..errors import ConfigError
+
+log = logging.getLogger("iscsigw.server")
+
+RECV_SIZE = 1 << 20
+
+
+class StreamProtocol(Protocol):
+    def connection_made(self, transport: Any) -> None: ...
+    def data_received(self, data: bytes) -> None: ...
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+
+class RawTransport:
+    """The subset of asyncio.Transport the iSCSI driver uses, over a non-blocking socket."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: StreamProtocol
+    ) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._reading = False
+        self._closed = False
+        self._extra = {"socket": sock, "peername": _peer(sock), "sockname": sock.getsockname()}
+
+    def start(self) -> None:
+        self._sock.setblocking(False)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._protocol.connection_made(self)
+        if not self._closed:
+            self.resume_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def pause_reading(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closed:
+            self._loop.add_reader(self._fd, self._read_ready)
+            self._reading = True
+
+    def close(self) -> None:
+        self._shutdown(None)
+
+    def abort(self) -> None:
+        if not self._closed:
+            try:  # RST instead of FIN: the peer must not take this for a clean close
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            except OSError:
+                pass
+        self._shutdown(None)
+
+    def _shutdown(self, exc: Exception | None) -> None:
+        if self._closed:
+            return
+        self.pause_reading()
+        self._closed = True
+        self._loop.call_soon(self._finish, exc)
+
+    def _finish(self, exc: Exception | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._sock.close()
+
+    def _read_ready(self) -> None:
+        try:
+            data = self._sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._shutdown(exc)
+            return
+        if not data:
+            self._shutdown(None)
+            return
+        self._protocol.data_received(data)
+
+
+def _peer(sock: socket.socket) -> tuple[Any, ...] | None:
+    try:
+        return tuple(sock.getpeername())
+    except OSError:
+        return None
+
+
+class Listener:
+    """One portal: accepts connections and hands each to a new protocol."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        factory: Callable[[], StreamProtocol],
+    ) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._factory = factory
+        loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                conn, _addr = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("cannot accept a connection: %s", exc.strerror)
+                    return
+                raise
+            RawTransport(self._loop, conn, self._factory()).start()
+
+    def close(self) -> None:
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+
+def listen(ip: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    label = f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((ip, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"portal {label} is already in use by another program; pick another --portal"
+            )
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(f"portal {label}: address {ip} is not configured on this host")
+        raise ConfigError(f"cannot listen on portal {label}: {exc.strerror}")
+    return sock
