@@ -24,73 +24,118 @@ class PduReader:
 
     ``max_data_length`` bounds the data segment we accept (our MaxRecvDataSegmentLength, or a
     larger bound during login/text exchanges). Digests are switched on after login.
+
+    Why two buffers: a PDU that lies whole inside one received chunk is parsed in place and its
+    data segment is a memoryview of that (immutable) chunk, so a 256 KiB Data-Out is never
+    copied here. Only a PDU split across chunks is assembled in ``_acc``.
     """
 
     def __init__(self, max_data_length: int = 1 << 24, check_opcode: bool = True) -> None:
-        self._buf = bytearray()
-        self._pos = 0
+        self._chunk: bytes = b""
+        self._cpos = 0
+        self._acc = bytearray()
+        self._apos = 0
         self.max_data_length = max_data_length
         self.header_digest = False
         self.data_digest = False
         self._check_opcode = check_opcode
 
     def feed(self, data: Buffer) -> None:
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
-            self._pos = 0
-        self._buf += data
+        if self._cpos < len(self._chunk):
+            # Bytes of the previous chunk not yet parsed: keep them in order, ahead of the new.
+            self._acc += memoryview(self._chunk)[self._cpos :]
+        self._chunk = data if isinstance(data, bytes) else bytes(data)
+        self._cpos = 0
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) - self._pos
+        return len(self._acc) - self._apos + len(self._chunk) - self._cpos
+
+    def _pull(self, want: int) -> bool:
+        """Move bytes from the chunk into the accumulator until it holds ``want`` unread."""
+        have = len(self._acc) - self._apos
+        if have >= want:
+            return True
+        take = min(want - have, len(self._chunk) - self._cpos)
+        if take:
+            self._acc += memoryview(self._chunk)[self._cpos : self._cpos + take]
+            self._cpos += take
+        return have + take >= want
 
     def next_pdu(self) -> Pdu | None:
         """Return the next whole PDU, or None when more bytes are needed.
 
         Raises PduFormatError (drop the connection) or DigestError.
         """
-        buf = self._buf
-        pos = self._pos
-        avail = len(buf) - pos
+        if self._apos < len(self._acc):
+            if not self._pull(BHS_LEN):
+                return None
+            total = self._frame_length(self._acc, self._apos)
+            if not self._pull(total):
+                return None
+            pos = self._apos
+            self._apos = pos + total
+            try:
+                # The accumulator is reused, so whatever the PDU keeps must be copied out.
+                return self._parse(self._acc, pos, copy=True)
+            finally:
+                if self._apos >= len(self._acc):
+                    self._acc.clear()
+                    self._apos = 0
+        chunk = self._chunk
+        pos = self._cpos
+        avail = len(chunk) - pos
         if avail < BHS_LEN:
+            if avail:
+                self._pull(avail)
             return None
+        total = self._frame_length(chunk, pos)
+        if avail < total:
+            self._pull(avail)
+            return None
+        self._cpos = pos + total
+        return self._parse(chunk, pos, copy=False)
+
+    def _frame_length(self, buf: bytes | bytearray, pos: int) -> int:
         opcode = buf[pos] & 0x3F
         if self._check_opcode and opcode not in INITIATOR_OPCODES:
             raise PduFormatError(f"unknown initiator opcode 0x{opcode:02x}")
-        ahs_len = buf[pos + 4] * 4
         dsl = (buf[pos + 5] << 16) | (buf[pos + 6] << 8) | buf[pos + 7]
         if dsl > self.max_data_length:
             raise PduFormatError(
                 f"DataSegmentLength {dsl} exceeds the negotiated maximum {self.max_data_length}"
             )
-        hdr_end = BHS_LEN + ahs_len
         hd = DIGEST_LEN if self.header_digest else 0
         dd = DIGEST_LEN if (self.data_digest and dsl) else 0
-        total = hdr_end + hd + dsl + pad_len(dsl) + dd
-        if avail < total:
-            return None
+        return BHS_LEN + buf[pos + 4] * 4 + hd + dsl + pad_len(dsl) + dd
+
+    def _parse(self, buf: bytes | bytearray, pos: int, *, copy: bool) -> Pdu:
+        ahs_len = buf[pos + 4] * 4
+        dsl = (buf[pos + 5] << 16) | (buf[pos + 6] << 8) | buf[pos + 7]
+        hdr_end = pos + BHS_LEN + ahs_len
         view = memoryview(buf)
         try:
-            if hd:
-                want = int.from_bytes(view[pos + hdr_end : pos + hdr_end + 4], "little")
-                if crc32c(view[pos : pos + hdr_end]) != want:
+            if self.header_digest:
+                want = int.from_bytes(view[hdr_end : hdr_end + 4], "little")
+                if crc32c(view[pos:hdr_end]) != want:
                     raise DigestError("header digest mismatch")
+                dstart = hdr_end + 4
+            else:
+                dstart = hdr_end
             bhs = bytes(view[pos : pos + BHS_LEN])
-            ahs = bytes(view[pos + BHS_LEN : pos + hdr_end]) if ahs_len else b""
-            dstart = pos + hdr_end + hd
-            data: bytes = b""
+            ahs = bytes(view[pos + BHS_LEN : hdr_end]) if ahs_len else b""
+            data: Buffer = b""
             if dsl:
                 padded_end = dstart + dsl + pad_len(dsl)
-                if dd:
+                if self.data_digest:
                     want = int.from_bytes(view[padded_end : padded_end + 4], "little")
                     if crc32c(view[dstart:padded_end]) != want:
-                        # Framing is intact: skip the PDU so the caller may Reject and go on.
-                        self._pos = pos + total
+                        # Framing is intact (the PDU was consumed): the caller may Reject and go on.
                         raise DigestError("data digest mismatch")
-                data = bytes(view[dstart : dstart + dsl])
+                data = bytes(view[dstart : dstart + dsl]) if copy else view[dstart : dstart + dsl]
         finally:
-            view.release()
-        self._pos = pos + total
+            if copy:
+                view.release()
         return Pdu(bhs, data, ahs)
 
 
