@@ -233,6 +233,15 @@ class GatewayRuntime:
         if disk.backstore == "file":
             params["path"] = str(disk.file_path(self.data_dir))
             params["create"] = True
+        elif disk.backstore == "rbd":
+            # The cluster comes from $CEPH_CONF (else /etc/ceph/ceph.conf) as client.admin.
+            params.update(
+                pool=disk.pool,
+                image=disk.image,
+                size=disk.size or None,
+                create=bool(disk.size),
+                osd_op_timeout=int(disk.control("osd_op_timeout")),
+            )
         backend = await open_backend(disk.backstore, **params)
         identity = LuIdentity.from_stable_id(disk.wwn or disk_key)
         return LogicalUnit(backend, identity, port_groups=groups)
