@@ -33,7 +33,12 @@ class FakeServer:
         self.result = result
 
     async def run_gateway(
-        self, store: FileConfigStore, data_dir: Path, name: str, portals: list[tuple[str, int]]
+        self,
+        store: FileConfigStore,
+        data_dir: Path,
+        name: str,
+        portals: list[tuple[str, int]],
+        **options: Any,
     ) -> int:
         self.calls.append((store, data_dir, name, portals))
         if isinstance(self.result, BaseException):
@@ -182,9 +187,9 @@ def test_exit_code_of_runtime_is_passed_through(
     assert cli.main(["serve", "--data-dir", str(tmp_path), "--portal", "127.0.0.1:3260"]) == 0
 
 
-def test_gwcli_placeholder(capsys: pytest.CaptureFixture[str]) -> None:
-    assert shell.main([]) == 2
-    assert capsys.readouterr().err == "gwcli: management shell not available yet\n"
+def test_gwcli_without_an_api_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert shell.main(["--api", "http://admin:pw@127.0.0.1:1", "ls"]) == 2
+    assert "Unable to connect to api endpoint" in capsys.readouterr().err
 
 
 def test_console_scripts_run() -> None:
@@ -195,5 +200,7 @@ def test_console_scripts_run() -> None:
         [str(bindir / "iscsigw"), "version"], capture_output=True, text=True, timeout=60
     )
     assert (res.returncode, res.stdout) == (0, f"iscsigw {__version__}\n")
-    res = subprocess.run([str(bindir / "gwcli")], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "not available yet" in res.stderr
+    res = subprocess.run(
+        [str(bindir / "gwcli"), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (res.returncode, res.stdout) == (0, f"gwcli (iscsigw) {__version__}\n")
