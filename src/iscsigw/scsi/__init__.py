@@ -13,9 +13,11 @@ from .alua import AluaState, PortGroup, PortGroups
 from .identity import LuIdentity, naa6_designator
 from .limits import BlockLimits
 from .lun import LogicalUnit
+from .pr import MemoryPrStore, PrState, PrStore
 from .sense import CheckCondition, SenseCode
 from .target import LunMap, decode_lun, encode_lun
 from .task import ITNexus, ScsiCommand, ScsiResult
+from .xcopy import LuRegistry
 
 __all__ = [
     "AluaState",
@@ -24,9 +26,13 @@ __all__ = [
     "ITNexus",
     "LogicalUnit",
     "LuIdentity",
+    "LuRegistry",
     "LunMap",
+    "MemoryPrStore",
     "PortGroup",
     "PortGroups",
+    "PrState",
+    "PrStore",
     "ScsiCommand",
     "ScsiResult",
     "SenseCode",

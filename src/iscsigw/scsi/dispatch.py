@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from . import persist, reserve, sbc, spc
+from . import persist, reserve, sanitize, sbc, spc, xcopy
 from .pr import PrAccess
 from .sense import INVALID_OPCODE, CheckCondition, invalid_field
 from .task import ScsiCommand, ScsiResult
@@ -291,6 +291,44 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
             (7, "REGISTER AND MOVE"),
         )
     ),
+    *(
+        CommandSpec(
+            0x48,
+            f"SANITIZE ({name})",
+            sanitize.sanitize,
+            _u("48 9f 00 00 00 00 00 ff ff 00"),
+            service_action=sa,
+            data_out=sanitize.sanitize_data_out,
+            writes=True,
+            timeout=3600,
+        )
+        for sa, name in (
+            (0x01, "OVERWRITE"),
+            (0x02, "BLOCK ERASE"),
+            (0x03, "CRYPTO ERASE"),
+            (0x1F, "EXIT FAILURE MODE"),
+        )
+    ),
+    CommandSpec(
+        0x83,
+        "EXTENDED COPY(LID1)",
+        xcopy.extended_copy,
+        _u("83 1f 00 00 00 00 00 00 00 00 ff ff ff ff 00 00"),
+        service_action=0x00,
+        data_out=xcopy.extended_copy_data_out,
+        writes=True,
+        timeout=300,
+    ),
+    *(
+        CommandSpec(
+            0x84,
+            f"RECEIVE COPY RESULTS ({name})",
+            xcopy.receive_copy_results,
+            _u("84 1f ff 00 00 00 00 00 00 00 ff ff ff ff 00 00"),
+            service_action=sa,
+        )
+        for sa, name in ((0x00, "COPY STATUS"), (0x03, "OPERATING PARAMETERS"))
+    ),
     # --- SBC ---------------------------------------------------------------------------
     CommandSpec(0x08, "READ(6)", sbc.read, _u("08 1f ff ff ff 00")),
     CommandSpec(
@@ -420,6 +458,37 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         sbc.get_lba_status,
         _u("9e 12 ff ff ff ff ff ff ff ff ff ff ff ff 00 00"),
         service_action=0x12,
+    ),
+    CommandSpec(0x34, "PRE-FETCH(10)", sbc.pre_fetch, _u("34 02 ff ff ff ff 00 ff ff 00")),
+    CommandSpec(
+        0x37, "READ DEFECT DATA(10)", sbc.read_defect_data, _u("37 00 1f 00 00 00 00 ff ff 00")
+    ),
+    CommandSpec(
+        0x8B,
+        "ORWRITE(16)",
+        sbc.orwrite,
+        _u("8b fa ff ff ff ff ff ff ff ff ff ff ff ff 00 00"),
+        data_out=sbc.orwrite_data_out,
+        writes=True,
+        exclusive=True,
+    ),
+    CommandSpec(
+        0x90, "PRE-FETCH(16)", sbc.pre_fetch, _u("90 02 ff ff ff ff ff ff ff ff ff ff ff ff 00 00")
+    ),
+    CommandSpec(
+        0x9C,
+        "WRITE ATOMIC(16)",
+        sbc.write_atomic16,
+        _u("9c f8 ff ff ff ff ff ff ff ff 00 00 ff ff 00 00"),
+        data_out=sbc.write_atomic_data_out,
+        writes=True,
+        exclusive=True,
+    ),
+    CommandSpec(
+        0xB7,
+        "READ DEFECT DATA(12)",
+        sbc.read_defect_data,
+        _u("b7 1f 00 00 00 00 ff ff ff ff 00 00"),
     ),
     CommandSpec(0xA8, "READ(12)", sbc.read, _u("a8 f8 ff ff ff ff ff ff ff ff 00 00")),
     CommandSpec(

@@ -18,6 +18,7 @@ class BlockLimits:
     unmap_granularity_bytes: int = 4096
     max_write_same_bytes: int = 1024 * MiB
     max_compare_and_write_blocks: int = 1
+    max_atomic_transfer_bytes: int = 1 * MiB
     # Reported as the logical block size (exponent 0, as LIO's fileio does): libiscsi's
     # GetLBAStatus.UnmapSingle assumes one logical block per physical block.
     physical_block_size: int = 512
@@ -35,6 +36,14 @@ class BlockLimits:
             unmap_granularity=max(1, self.unmap_granularity_bytes // block_size),
             max_write_same=max(1, self.max_write_same_bytes // block_size),
             max_compare_and_write=max(1, min(255, self.max_compare_and_write_blocks)),
+            max_atomic_transfer=max(
+                1,
+                min(
+                    0xFFFF,
+                    self.max_atomic_transfer_bytes // block_size,
+                    self.max_transfer_bytes // block_size,
+                ),
+            ),
             lbppb_exponent=exponent,
         )
 
@@ -48,4 +57,5 @@ class BlockCounts:
     unmap_granularity: int
     max_write_same: int
     max_compare_and_write: int
+    max_atomic_transfer: int
     lbppb_exponent: int

@@ -8,9 +8,12 @@ protection, runs the handler and turns every failure into status + sense. It nev
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
 
 from ..backends.base import BlockBackend
 from ..errors import BackendError, BackendFenced, BackendNoSpace, BackendNotFound
@@ -40,6 +43,7 @@ from .sense import (
     SenseCode,
 )
 from .task import CHECK_CONDITION, RESERVATION_CONFLICT, ITNexus, ScsiCommand, ScsiResult
+from .xcopy import HELD_RESULTS, CopyResult, LuRegistry
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +58,13 @@ _ALUA_BLOCK: dict[AluaState, tuple[AluaAccess, SenseCode]] = {
 }
 
 
+SANITIZE_IN_PROGRESS = SenseCode(0x2, 0x04, 0x1B)
+
+
 class LogicalUnit:
     """One exported block device. Shared by every session (I_T nexus) that maps it."""
+
+    SANITIZE_FAILED = SenseCode(0x3, 0x31, 0x03)
 
     def __init__(
         self,
@@ -90,6 +99,12 @@ class LogicalUnit:
         # Persistent reservations: state shared by every gateway exporting the LU.
         self.pr_store: PrStore = pr_store if pr_store is not None else MemoryPrStore()
         self._pr_unsubscribe = self.pr_store.subscribe(self._pr_state_committed)
+        # EXTENDED COPY: other LUs reachable by NAA, and COPY STATUS results per (nexus, list id)
+        self.copy_registry: LuRegistry | None = None
+        self._copy_results: OrderedDict[tuple[str, int], CopyResult] = OrderedDict()
+        # SANITIZE: the running job (commands get 2/04/1B meanwhile) and the failure mode.
+        self.sanitizing: asyncio.Task[None] | None = None
+        self.sanitize_failed = False
         # Set by the runtime: abort every task of ``nexus`` on this LU (PREEMPT AND ABORT).
         self.abort_nexus_tasks: Callable[[ITNexus], None] | None = None
         # id(nexus) -> (nexus, nexus.key): ITNexus.key formats a string on every call.
@@ -216,6 +231,50 @@ class LogicalUnit:
             for nx in aborts:
                 hook(nx)
 
+    # --------------------------------------------------------------------------- extended copy
+
+    def remember_copy(self, key: tuple[str, int], result: CopyResult) -> None:
+        self._copy_results[key] = result
+        self._copy_results.move_to_end(key)
+        while len(self._copy_results) > HELD_RESULTS:
+            self._copy_results.popitem(last=False)
+
+    def copy_result(self, key: tuple[str, int]) -> CopyResult | None:
+        return self._copy_results.get(key)
+
+    @asynccontextmanager
+    async def shared_writes(self, *, skip: bool = False) -> AsyncIterator[None]:
+        """Hold the write gate shared (as a WRITE does) around writes issued from outside
+        ``execute`` (EXTENDED COPY into another LU)."""
+        if skip:
+            yield
+            return
+        gate = self._gate
+        await gate.enter_shared()
+        try:
+            yield
+        finally:
+            gate.leave_shared()
+
+    # ------------------------------------------------------------------------------- sanitize
+
+    def start_sanitize(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a sanitize operation in the background, owned by the LU."""
+
+        async def run() -> None:
+            try:
+                await job
+                self.sanitize_failed = False
+            except Exception:
+                log.exception("SANITIZE failed")
+                self.sanitize_failed = True
+            finally:
+                self.sanitizing = None
+
+        task = asyncio.get_running_loop().create_task(run())
+        self.sanitizing = task
+        return task
+
     def close_pr(self) -> None:
         """Stop listening to the PR store (the LU is being closed)."""
         self._pr_unsubscribe()
@@ -292,6 +351,10 @@ class LogicalUnit:
                 raise CheckCondition.of(q.popleft())
             if spec is None:
                 raise self.table.unsupported(cdb)
+            if self.sanitizing is not None and not spec.ua_exempt:
+                raise CheckCondition.of(SANITIZE_IN_PROGRESS)
+            if self.sanitize_failed and spec.writes and cdb[0] != 0x48:
+                raise CheckCondition.of(self.SANITIZE_FAILED)
             holder = self.reservation_holder
             if holder is not None and holder != key and not spec.reservation_exempt:
                 return ScsiResult(status=RESERVATION_CONFLICT)

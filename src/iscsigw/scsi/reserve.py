@@ -2,7 +2,9 @@
 
 Other nexuses get RESERVATION CONFLICT for everything except INQUIRY, REPORT LUNS,
 REQUEST SENSE and RELEASE (checked in ``LogicalUnit.execute``). The reservation is dropped by
-RELEASE from the holder, LUN reset and loss of the holder's I_T nexus.
+RELEASE from the holder, LUN reset and loss of the holder's I_T nexus. While persistent
+reservation state exists, RESERVE/RELEASE get RESERVATION CONFLICT, except from the persistent
+reservation holder, for whom they do nothing (CRH=1).
 """
 
 from __future__ import annotations
@@ -27,8 +29,20 @@ def _check_cdb(cmd: ScsiCommand) -> None:
         raise invalid_field(1, 4 if cdb[1] & 0x10 else 1)  # 3RDPTY / LONGID
 
 
+def _pr_blocks(lu: LogicalUnit, cmd: ScsiCommand) -> bool | None:
+    """With persistent reservation state (SPC-4 §5.13.3, CRH=1): None when there is none,
+    True for a RESERVATION CONFLICT, False for the PR holder (GOOD, nothing done)."""
+    pr = lu.pr_store.current
+    if not pr.registrations and pr.reservation is None:
+        return None
+    return not pr.is_holder(cmd.nexus)
+
+
 async def reserve(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     _check_cdb(cmd)
+    blocked = _pr_blocks(lu, cmd)
+    if blocked is not None:
+        return ScsiResult(status=RESERVATION_CONFLICT) if blocked else ScsiResult()
     key = cmd.nexus.key
     holder = lu.reservation_holder
     if holder is not None and holder != key:
@@ -39,6 +53,9 @@ async def reserve(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
 
 async def release(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     _check_cdb(cmd)
+    blocked = _pr_blocks(lu, cmd)
+    if blocked is not None:
+        return ScsiResult(status=RESERVATION_CONFLICT) if blocked else ScsiResult()
     if lu.reservation_holder == cmd.nexus.key:
         lu.reservation_holder = None
     return ScsiResult()

@@ -11,6 +11,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from .._types import Buffer
+from ..backends.base import Extent
 from .cdb import block_range, check_range, u16, u32, u64
 from .sense import (
     INVALID_FIELD_IN_CMD_IU,
@@ -390,26 +391,45 @@ async def get_lba_status(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     if lba >= cap:
         raise CheckCondition.of(LBA_OUT_OF_RANGE)
     bs = lu.block_size
-    # Never scan more than the allocation length can describe, nor more than the scan window.
+    # Describe as many runs as the allocation length holds (at least one), asking the backend
+    # one window at a time; adjacent runs of the same status are merged, so a fully
+    # deallocated LU is one descriptor up to the last LBA.
     max_desc = max(1, (alloc - 8) // 16) if alloc > 8 else 1
-    blocks = min(cap - lba, max(1, LBA_STATUS_SCAN_BYTES // bs))
-    extents = await lu.backend.extents(lba * bs, blocks * bs)
-    body = bytearray()
+    window = max(1, LBA_STATUS_SCAN_BYTES // bs)
+    runs: list[list[int]] = []  # [start, blocks, status]
     pos = lba
-    for ext in extents:
-        start = ext.offset // bs
-        end = (ext.offset + ext.length + bs - 1) // bs
-        start = max(start, pos)
-        while start < end and len(body) < 16 * max_desc:
-            run = min(end - start, 0xFFFFFFFF)
+    while pos < cap:
+        blocks = min(cap - pos, window)
+        extents = await lu.backend.extents(pos * bs, blocks * bs)
+        if not extents:  # a backend that reported nothing: call it mapped
+            extents = [Extent(pos * bs, blocks * bs, True)]
+        cursor = pos
+        for ext in extents:
+            start = max(ext.offset // bs, cursor)
+            stop = min((ext.offset + ext.length + bs - 1) // bs, pos + blocks)
+            if stop <= start:
+                continue
             status = PROVISIONING_MAPPED if ext.mapped else PROVISIONING_DEALLOCATED
+            if runs and runs[-1][2] == status and runs[-1][0] + runs[-1][1] == start:
+                runs[-1][1] += stop - start
+            else:
+                runs.append([start, stop - start, status])
+            cursor = stop
+        if cursor < pos + blocks:  # a gap the backend did not describe: mapped
+            if runs and runs[-1][2] == PROVISIONING_MAPPED and runs[-1][0] + runs[-1][1] == cursor:
+                runs[-1][1] += pos + blocks - cursor
+            else:
+                runs.append([cursor, pos + blocks - cursor, PROVISIONING_MAPPED])
+        pos += blocks
+        if len(runs) > max_desc:
+            break
+    body = bytearray()
+    for start, count, status in runs[:max_desc]:
+        while count and len(body) < 16 * max_desc:
+            run = min(count, 0xFFFFFFFF)
             body += _BE64(start) + _BE32(run) + bytes((status, 0, 0, 0))
             start += run
-        pos = max(pos, end)
-        if len(body) >= 16 * max_desc:
-            break
-    if not body:  # a backend that reported nothing: call it mapped
-        body += _BE64(lba) + _BE32(blocks) + bytes(4)
+            count -= run
     data = _BE32(len(body) + 4) + bytes(4) + body
     return ScsiResult(data=data[:alloc])
 
@@ -451,3 +471,95 @@ async def compare_and_write(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         raise _miscompare(diff)
     await lu.backend.write(lba * bs, data[half:], fua=bool(flags & 0x08) or not lu.wce)
     return ScsiResult()
+
+
+# ---------------------------------------------------------------------------------------------
+# ORWRITE / WRITE ATOMIC / PRE-FETCH / READ DEFECT DATA
+
+
+def orwrite_data_out(cdb: bytes, block_size: int) -> int:
+    return u32(cdb, 10) * block_size
+
+
+async def orwrite(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    """ORWRITE(16): OR the Data-Out into the blocks. Runs with the write gate held
+    exclusively, so the read-modify-write cannot interleave with another write."""
+    cdb = cmd.cdb
+    if len(cdb) < 16:
+        raise invalid_field(0)
+    flags = cdb[1]
+    if flags & 0xE0:
+        raise invalid_field(1, 7)  # ORPROTECT without protection information
+    lba, n = u64(cdb, 2), u32(cdb, 10)
+    _check_transfer(lu, cdb, lba, n)
+    if n == 0:
+        return ScsiResult()
+    bs = lu.block_size
+    data = memoryview(_data_out(cmd, n * bs)).cast("B")
+    current = await lu.backend.read(lba * bs, n * bs)
+    merged = (
+        int.from_bytes(memoryview(current).cast("B"), "big") | int.from_bytes(data, "big")
+    ).to_bytes(n * bs, "big")
+    await lu.backend.write(lba * bs, merged, fua=bool(flags & 0x08) or not lu.wce)
+    return ScsiResult()
+
+
+def write_atomic_data_out(cdb: bytes, block_size: int) -> int:
+    return u16(cdb, 12) * block_size
+
+
+async def write_atomic16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    """WRITE ATOMIC(16): one backend write under the exclusive write gate (no other write
+    on the LU can interleave with it); ATOMIC BOUNDARY 0 only."""
+    cdb = cmd.cdb
+    if len(cdb) < 16:
+        raise invalid_field(0)
+    flags = cdb[1]
+    if flags & 0xE0:
+        raise invalid_field(1, 7)
+    lba, boundary, n = u64(cdb, 2), u16(cdb, 10), u16(cdb, 12)
+    if boundary:
+        raise invalid_field(10)  # MAXIMUM ATOMIC BOUNDARY SIZE is 0
+    check_range(lba, n, lu.capacity)
+    if n > lu.counts.max_atomic_transfer:
+        raise invalid_field(12)
+    if n == 0:
+        return ScsiResult()
+    bs = lu.block_size
+    data = _data_out(cmd, n * bs)
+    await lu.backend.write(lba * bs, data, fua=bool(flags & 0x08) or not lu.wce)
+    return ScsiResult()
+
+
+async def pre_fetch(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    """PRE-FETCH(10/16): nothing is cached in the gateway, so there is nothing to load; the
+    range is checked and GOOD (not CONDITION MET) is returned."""
+    cdb = cmd.cdb
+    try:
+        if cdb[0] == 0x34:
+            lba, n = u32(cdb, 2), u16(cdb, 7)
+        else:
+            lba, n = u64(cdb, 2), u32(cdb, 10)
+    except struct.error:
+        raise invalid_field(0) from None
+    cap = lu.capacity
+    if lba > cap or lba + n > cap:
+        raise CheckCondition.of(LBA_OUT_OF_RANGE)
+    return ScsiResult()
+
+
+async def read_defect_data(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    """READ DEFECT DATA(10/12): a virtual disk has no defects; an empty list in the format
+    asked for (SBC-3 §5.12/5.13)."""
+    cdb = cmd.cdb
+    if cdb[0] == 0x37:
+        if len(cdb) < 10:
+            raise invalid_field(0)
+        flags = cdb[2] & 0x1F
+        data = bytes((0, flags, 0, 0))
+        return ScsiResult(data=data[: u16(cdb, 7)])
+    if len(cdb) < 12:
+        raise invalid_field(0)
+    flags = cdb[1] & 0x1F
+    data = bytes((0, flags)) + bytes(6)
+    return ScsiResult(data=data[: u32(cdb, 6)])

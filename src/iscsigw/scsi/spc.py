@@ -16,6 +16,7 @@ from .sense import (
     PARAM_LIST_LENGTH_ERROR,
     SAVING_PARAMS_UNSUPPORTED,
     CheckCondition,
+    SenseCode,
     encode,
     invalid_field,
     invalid_param,
@@ -58,8 +59,11 @@ async def request_sense(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     if len(cdb) < 6:
         raise invalid_field(0)
     desc = bool(cdb[1] & 0x01)
-    code = lu.pop_unit_attention(cmd.nexus) or NO_SENSE_CODE
-    return ScsiResult(data=truncate(encode(code, desc), cdb[4]))
+    code = lu.pop_unit_attention(cmd.nexus)
+    if code is None and lu.sanitizing is not None:
+        # NOT READY, SANITIZE IN PROGRESS (progress indication is not tracked).
+        code = SenseCode(0x2, 0x04, 0x1B)
+    return ScsiResult(data=truncate(encode(code or NO_SENSE_CODE, desc), cdb[4]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,7 +77,7 @@ def standard_inquiry(lu: LogicalUnit) -> bytes:
     buf[2] = 0x06  # SPC-4
     buf[3] = 0x02  # response data format 2
     buf[4] = len(buf) - 5
-    buf[5] = 0x10  # TPGS = 01b: implicit ALUA only
+    buf[5] = 0x10 | 0x08  # TPGS = 01b: implicit ALUA only; 3PC: EXTENDED COPY
     if lu.port_groups.port_count > 1:
         buf[6] = 0x10  # MULTIP
     buf[7] = 0x02  # CMDQUE
@@ -166,12 +170,16 @@ def vpd_block_limits(lu: LogicalUnit) -> bytes:
         body[24:28] = _BE32(c.unmap_granularity)
         body[28:32] = _BE32(0x80000000)  # UGAVALID, alignment 0
     body[32:40] = _BE64(c.max_write_same)
+    body[40:44] = _BE32(c.max_atomic_transfer)  # MAXIMUM ATOMIC TRANSFER LENGTH
+    # [44-47] ATOMIC ALIGNMENT 0, [48-51] ATOMIC TRANSFER LENGTH GRANULARITY 0: any
     return _vpd(0xB0, body)
 
 
 def vpd_block_characteristics(lu: LogicalUnit) -> bytes:
     body = bytearray(0x3C)
     body[0:2] = _BE16(0x0001)  # non-rotating medium
+    # WABEREQ=01b, WACEREQ=01b: a read after SANITIZE BLOCK/CRYPTO ERASE returns GOOD.
+    body[3] = 0x50
     return _vpd(0xB1, body)
 
 

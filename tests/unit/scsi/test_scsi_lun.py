@@ -49,7 +49,7 @@ async def test_request_sense_returns_and_clears_ua(lu: LogicalUnit) -> None:
 async def test_unknown_opcode_after_ua(scsi: Driver) -> None:
     s = await scsi.fail(bytes.fromhex("ff0000000000"))
     assert (s.key, s.asc, s.ascq) == (5, 0x20, 0)
-    s = await scsi.fail(bytes.fromhex("5e0000000000000000000000"[:20]))  # PR IN: not implemented
+    s = await scsi.fail(bytes.fromhex("3c000000000000000000"))  # READ BUFFER: not implemented
     assert s.asc == 0x20
 
 

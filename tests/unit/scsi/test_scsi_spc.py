@@ -65,7 +65,7 @@ async def test_standard_inquiry(scsi: Driver) -> None:
     assert d[3] == 0x02  # no AERC/TRMTSK/NORMACA/HISUP
     assert d[4] == len(d) - 5
     assert (d[5] >> 4) & 0x3 == 0x1  # TPGS implicit
-    assert d[5] & 0x09 == 0  # no 3PC, no PROTECT
+    assert d[5] & 0x09 == 0x08  # 3PC (EXTENDED COPY), no PROTECT
     assert d[6] & 0x10  # MULTIP: two port groups
     assert d[7] == 0x02  # CMDQUE
     assert d[8:16] == b"ISCSIGW "
@@ -453,7 +453,7 @@ async def test_rsoc_one_command_rctd_and_unsupported(scsi: Driver) -> None:
     assert d[1] == 0x80 | 0x03
     assert d[4:14] == bytes.fromhex("28f8ffffffff00ffff00")
     assert d[14:16] == b"\x00\x0a" and len(d) == 4 + 10 + 12
-    d = await scsi.ok(rsoc(1, 0x5E))
+    d = await scsi.ok(rsoc(1, 0x3C))
     assert d == b"\x00\x01\x00\x00"
     d = await scsi.ok(rsoc(2, 0x9E, 0x1F))
     assert d[1] & 0x07 == 1
