@@ -7,6 +7,7 @@ and the backends. It owns no sockets itself (``server.py`` does) but it is allow
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..scsi.identity import LuIdentity
 from ..scsi.lun import LogicalUnit
 from ..scsi.target import LunMap
 from ..scsi.task import ITNexus
+from ..scsi.xcopy import LuRegistry
 
 if TYPE_CHECKING:
     from .driver import IscsiProtocol
@@ -112,6 +114,7 @@ class GatewayRuntime:
         self.sessions: dict[tuple[str, int, str | None], IscsiProtocol] = {}
         self._next_tsih = 1
         self._retired: dict[str, LogicalUnit] = {}
+        self.copy_registry = LuRegistry()
         self.send_targets_policy = _SendTargets(self)
 
     # -- start / stop -------------------------------------------------------------------------
@@ -211,7 +214,15 @@ class GatewayRuntime:
         for key in keys:
             lu = self._retired.pop(key, None)
             if lu is not None:
+                await self._release_lu(lu)
                 await lu.backend.close()
+
+    async def _release_lu(self, lu: LogicalUnit) -> None:
+        self.copy_registry.remove(lu)
+        lu.close_pr()
+        if lu.sanitizing is not None:
+            lu.sanitizing.cancel()
+            await asyncio.gather(lu.sanitizing, return_exceptions=True)
 
     def _find_target(self, name: str) -> _Target | None:
         entry = self.targets.get(name)
@@ -244,7 +255,23 @@ class GatewayRuntime:
             )
         backend = await open_backend(disk.backstore, **params)
         identity = LuIdentity.from_stable_id(disk.wwn or disk_key)
-        return LogicalUnit(backend, identity, port_groups=groups)
+        lu = LogicalUnit(backend, identity, port_groups=groups)
+        self.copy_registry.add(lu)  # EXTENDED COPY finds target LUs by their NAA
+        lu.abort_nexus_tasks = functools.partial(self._abort_nexus_tasks, lu)
+        return lu
+
+    def _abort_nexus_tasks(self, lu: LogicalUnit, nexus: ITNexus) -> None:
+        """PREEMPT AND ABORT: drop the preempted nexus's tasks on ``lu``, without responses."""
+        for proto in list(self.connections):
+            if proto.nexus is None or proto.nexus.key != nexus.key or proto.conn is None:
+                continue
+            assert proto.session is not None
+            itts: list[int] = []
+            for lun_id, other in proto.session.lun_map.items():
+                if other is lu:
+                    itts.extend(proto.conn.abort_tasks(lun_id))
+            if itts:
+                asyncio.get_running_loop().create_task(proto.cancel_commands(itts))
 
     async def close(self) -> None:
         for proto in list(self.connections):
@@ -252,6 +279,7 @@ class GatewayRuntime:
             proto.close()
         for key, lu in self.lus.items():
             try:
+                await self._release_lu(lu)
                 await lu.backend.flush()
                 await lu.backend.close()
             except Exception:  # shutting down: report, keep closing the others

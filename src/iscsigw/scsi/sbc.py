@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._types import Buffer
 from ..backends.base import Extent
+from ..backends.base import compare_and_write as backend_compare_and_write
 from .cdb import block_range, check_range, u16, u32, u64
 from .sense import (
     INVALID_FIELD_IN_CMD_IU,
@@ -465,11 +466,13 @@ async def compare_and_write(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     if cmd.expected_length and cmd.expected_length != 2 * half:
         raise CheckCondition.of(INVALID_FIELD_IN_CMD_IU)
     data = memoryview(_data_out(cmd, 2 * half)).cast("B")
-    current = await lu.backend.read(lba * bs, half)
-    diff = first_difference(current, data[:half])
+    # The backend's own compare-and-write when it has one (librbd: atomic on the OSD, so
+    # across gateways); otherwise read-compare-write under this LU's exclusive write gate.
+    diff = await backend_compare_and_write(
+        lu.backend, lba * bs, data[:half], data[half:], fua=bool(flags & 0x08) or not lu.wce
+    )
     if diff >= 0:
         raise _miscompare(diff)
-    await lu.backend.write(lba * bs, data[half:], fua=bool(flags & 0x08) or not lu.wce)
     return ScsiResult()
 
 
