@@ -3,7 +3,9 @@
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 for a configuration the gateway refuses
 (one line ``iscsigw: error: …`` on stderr, the same shape argparse uses for usage errors), and
 whatever ``run_gateway`` returns otherwise. ``--demo`` prints exactly one line on stdout,
-``iSCSI URL: iscsi://…``, so scripts can pick it up; everything else goes to the log on stderr.
+``iSCSI URL: iscsi://…``, so scripts can pick it up, and, once the REST API listens,
+``API URL: http://USER:PASSWORD@IP:PORT``; everything else goes to the log on stderr.
+``iscsigw config import FILE`` / ``export`` move the whole configuration in and out.
 """
 
 from __future__ import annotations
@@ -78,20 +80,72 @@ def build_parser() -> argparse.ArgumentParser:
         help="create (once) a CHAP-protected demo target with a 1 GiB disk and print its URL",
     )
     serve.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="ceph-iscsi settings file (default: /etc/ceph/iscsi-gateway.cfg if it exists)",
+    )
+    serve.add_argument(
+        "--api",
+        type=_api_address,
+        metavar="IP:PORT",
+        help="serve the REST API here (overrides api_host/api_port of the settings file)",
+    )
+    serve.add_argument(
         "--log-level", type=_log_level, default="INFO", metavar="LEVEL", help="default INFO"
     )
 
+    config = sub.add_parser("config", help="import or export the configuration (gateway.conf)")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    for action, text in (
+        ("import", "replace the configuration with a gateway.conf v11 JSON file"),
+        ("export", "print the configuration as gateway.conf v11 JSON"),
+    ):
+        p = config_sub.add_parser(action, help=text)
+        p.add_argument(
+            "--data-dir", required=True, type=Path, help=f"state directory holding {CONFIG_NAME}"
+        )
+        if action == "import":
+            p.add_argument("file", type=Path, metavar="FILE", help="JSON file, or - for stdin")
+        else:
+            p.add_argument("-o", "--output", type=Path, metavar="FILE", help="default: stdout")
+        p.add_argument(
+            "--log-level",
+            type=_log_level,
+            default="WARNING",
+            metavar="LEVEL",
+            help=argparse.SUPPRESS,
+        )
+
     sub.add_parser("version", help="print the version")
+    sub.add_parser("shell", help="the gwcli management shell (same options as gwcli)")
     return parser
+
+
+def _api_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_endpoint(text, 5000)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (expected IP:PORT or [IPv6]:PORT)")
 
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT, force=True)
 
 
-def serve(data_dir: Path, portals: list[tuple[str, int]], name: str, demo: bool) -> int:
+def serve(
+    data_dir: Path,
+    portals: list[tuple[str, int]],
+    name: str,
+    demo: bool,
+    config_path: Path | None = None,
+    api: tuple[str, int] | None = None,
+) -> int:
     """Prepare the config (seed the demo or create an empty one) and run the gateway."""
+    from .api_setup import api_options, read_settings
+
     validate_gateway_name(name, "--name")
+    settings = read_settings(config_path)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -103,6 +157,7 @@ def serve(data_dir: Path, portals: list[tuple[str, int]], name: str, demo: bool)
     elif not store.exists():
         store.commit(lambda doc: None)
         log.info("created an empty configuration in %s", store.path)
+    _settings, options = api_options(settings, api, demo, data_dir, portals)
     config, epoch = store.load()
     log.info("configuration %s at epoch %d", store.path, epoch)
     if not config.targets:
@@ -112,17 +167,52 @@ def serve(data_dir: Path, portals: list[tuple[str, int]], name: str, demo: bool)
 
     from ..gateway.server import run_gateway  # the asyncio runtime; imported only to serve
 
-    return asyncio.run(run_gateway(store, data_dir, name, portals))
+    if options is None:
+        return asyncio.run(run_gateway(store, data_dir, name, portals))
+    return asyncio.run(run_gateway(store, data_dir, name, portals, api=options))
+
+
+def config_command(args: argparse.Namespace) -> int:
+    from .config_cmd import export_document, import_document, read_document
+
+    store = FileConfigStore(args.data_dir / CONFIG_NAME)
+    if args.config_command == "export":
+        text = export_document(store)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            args.output.write_text(text, encoding="utf-8")
+        return 0
+    doc = read_document(args.file)
+    epoch, warnings = import_document(store, doc)
+    for warning in warnings:
+        print(f"iscsigw: warning: {warning}", file=sys.stderr)
+    print(f"imported {args.file} into {store.path} (epoch {epoch})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["shell"]:  # everything after "shell" is gwcli's command line
+        from .shell import main as shell_main
+
+        return shell_main(argv[1:], prog="iscsigw shell")
     args = build_parser().parse_args(argv)
     if args.command == "version":
         print(f"iscsigw {__version__}")
         return 0
     configure_logging(args.log_level)
     try:
-        return serve(args.data_dir, args.portals, args.name or default_name(), args.demo)
+        if args.command == "config":
+            return config_command(args)
+        return serve(
+            args.data_dir,
+            args.portals,
+            args.name or default_name(),
+            args.demo,
+            args.config,
+            args.api,
+        )
     except ConfigError as exc:
         print(f"iscsigw: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG

@@ -60,6 +60,14 @@ class FileConfigStore:
     def exists(self) -> bool:
         return self.path.exists()
 
+    def change_token(self) -> object:
+        """A cheap value that changes whenever a commit replaced the file (for watchers)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
     # -- reading --------------------------------------------------------------------------
 
     def _read_raw(self) -> dict[str, Any] | None:

@@ -29,6 +29,10 @@ async def _peer_state(
     while True:
         try:
             resp = await client.get(url, params={"epoch": str(epoch)})
+        except httpx.ConnectError:  # nothing listens: the gateway is down, do not wait
+            return {"state": "pending",
+                    "reason": f"not reachable at {endpoint} (down?); it applies epoch "
+                              f"{epoch} when it starts"}  # fmt: skip
         except httpx.HTTPError as exc:
             reason = f"not reachable at {endpoint} ({type(exc).__name__})"
         else:
