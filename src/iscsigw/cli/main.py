@@ -11,17 +11,22 @@ whatever ``run_gateway`` returns otherwise. ``--demo`` prints exactly one line o
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..config.demo import CONFIG_NAME, seed_demo
 from ..config.file_store import FileConfigStore
 from ..config.names import parse_endpoint, validate_gateway_name
+from ..config.settings import CephConnection, GatewaySettings
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config.rados_store import RadosConfigStore
 
 log = logging.getLogger("iscsigw.cli")
 
@@ -150,26 +155,67 @@ def serve(
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--data-dir {data_dir}: {exc.strerror}")
-    store = FileConfigStore(data_dir / CONFIG_NAME)
+    store, ceph = open_store(settings, data_dir)
     if demo:
-        info = seed_demo(data_dir, name, portals)
+        rados = settings is not None and settings.uses_rados_store
+        rbd_pool = settings.pool if rados and settings is not None else None
+        info = seed_demo(data_dir, name, portals, store=store, rbd_pool=rbd_pool)
         print(f"iSCSI URL: {info.url}", flush=True)
     elif not store.exists():
         store.commit(lambda doc: None)
-        log.info("created an empty configuration in %s", store.path)
+        log.info("created an empty configuration in %s", store_location(store))
     _settings, options = api_options(settings, api, demo, data_dir, portals)
+    if options is not None and settings is not None and settings.uses_rados_store:
+        options = replace(options, default_backstore="rbd")  # ceph-iscsi's default: user:rbd
     config, epoch = store.load()
-    log.info("configuration %s at epoch %d", store.path, epoch)
+    log.info("configuration %s at epoch %d", store_location(store), epoch)
     if not config.targets:
         log.warning("no target is configured; initiators will find nothing (try --demo)")
     elif not config.targets_on(name):
         log.warning("no target has a portal on gateway %r; check --name", name)
 
-    from ..gateway.server import run_gateway  # the asyncio runtime; imported only to serve
+    from ..gateway.loop import run  # the asyncio runtime; imported only to serve
+    from ..gateway.server import run_gateway
 
-    if options is None:
-        return asyncio.run(run_gateway(store, data_dir, name, portals))
-    return asyncio.run(run_gateway(store, data_dir, name, portals, api=options))
+    try:
+        return run(run_gateway(store, data_dir, name, portals, api=options, ceph=ceph))
+    finally:
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+
+
+def open_store(
+    settings: GatewaySettings | None, data_dir: Path | None
+) -> tuple[FileConfigStore | RadosConfigStore, CephConnection | None]:
+    """``DATA_DIR/gateway.conf``, or the RADOS object when iscsi-gateway.cfg selects it
+    (``config_store``; see docs/ceph.md); the Ceph connection when the cfg names a cluster."""
+    if settings is None or not settings.uses_rados_store:
+        if data_dir is None:
+            raise ConfigError("--data-dir is required unless iscsi-gateway.cfg selects RADOS")
+        conn = None
+        if settings is not None and settings.path is not None:
+            from ..gateway.images import register_rbd_admin
+
+            conn = settings.ceph_connection()  # rbd disks on the cfg's cluster
+            register_rbd_admin(conn)
+        return FileConfigStore(data_dir / CONFIG_NAME), conn
+    from ..config.rados_store import RadosConfigStore
+    from ..gateway.images import register_rbd_admin
+
+    conn = settings.ceph_connection()
+    store = RadosConfigStore.for_connection(conn, settings.pool, settings.gateway_conf)
+    store.load()  # connect now: a wrong cluster setting is a clear error at start
+    register_rbd_admin(conn)
+    log.info(
+        "configuration in RADOS: %s (%s as %s)", store.where, conn.conf or "$CEPH_CONF", conn.client
+    )
+    return store, conn
+
+
+def store_location(store: object) -> str:
+    where = getattr(store, "where", None) or getattr(store, "path", None)
+    return str(where if where is not None else store)
 
 
 def config_command(args: argparse.Namespace) -> int:
