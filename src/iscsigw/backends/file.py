@@ -109,6 +109,8 @@ class FileBackend:
         # at generation g makes everything <= g durable. Starts "dirty" so the first flush after
         # open also covers writes a previous process left in the page cache.
         self._write_gen = 1
+        # (write generation, start, end) of the last data run SEEK_DATA/SEEK_HOLE found.
+        self._data_run: tuple[int, int, int] | None = None
         self._synced_gen = 0
         self._sync_task: asyncio.Task[None] | None = None
         # After a failed fdatasync Linux may have dropped the dirty pages and a retry would
@@ -287,18 +289,27 @@ class FileBackend:
         end = offset + length
         mapped: list[tuple[int, int]] = []
         pos = offset
+        gen = self._write_gen
         while pos < end:
-            try:
-                data = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:  # no data at or after pos
+            known = self._data_run
+            if known is not None and known[0] == gen and known[1] <= pos < known[2]:
+                # Inside a data run found earlier with no write since: no syscall. tmpfs walks
+                # every page for SEEK_HOLE (15 ms per GiB), and QEMU asks before each read.
+                data, hole_at = pos, known[2]
+            else:
+                try:
+                    data = os.lseek(fd, pos, os.SEEK_DATA)
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:  # no data at or after pos
+                        break
+                    if exc.errno == errno.EINVAL:  # filesystem cannot tell: say all mapped
+                        return [Extent(offset, length, True)]
+                    raise
+                if data >= end:
                     break
-                if exc.errno == errno.EINVAL:  # filesystem cannot tell: say all mapped
-                    return [Extent(offset, length, True)]
-                raise
-            if data >= end:
-                break
-            hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+                hole_at = os.lseek(fd, data, os.SEEK_HOLE)
+                self._data_run = (gen, data, hole_at)
+            hole = min(hole_at, end)
             start = data - data % bs
             stop = min(-(-hole // bs) * bs, end)
             if mapped and start <= mapped[-1][1]:

@@ -22,7 +22,7 @@ import os
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .._types import Buffer, FileSlice, Payload
 from ..errors import DigestError, LoginError, PduFormatError, PduRejected, ProtocolError
@@ -39,6 +39,7 @@ from .constants import (
     TmfFunction,
     TmfResponse,
 )
+from .digest import crc32c
 from .discovery import SendTargetsPolicy, TextExchange
 from .events import (
     CommandReady,
@@ -48,7 +49,7 @@ from .events import (
     LogoutRequested,
     TaskManagementRequested,
 )
-from .framing import PduReader, encode
+from .framing import PduReader, encode, encode_data_segment
 from .login import LoginNegotiator, LoginOutcome, LoginPolicy
 from .pdu import Pdu
 from .serial import sn_add, sn_in_window, sn_le, sn_lt
@@ -94,31 +95,65 @@ def decode_lun(raw: Buffer) -> int:
     return 0xFFFF
 
 
-@dataclass(slots=True)
+# Shared by every task that never solicits Data-Out; replaced (never mutated) when it does.
+_NO_SEQUENCES: dict[int, tuple[int, int, int]] = {}
+_NO_DATASN: dict[int, int] = {}
+
+
 class _Task:
-    itt: int
-    lun: int
-    lun_bytes: bytes
-    cdb: bytes
-    edtl: int
-    read: bool
-    write: bool
-    attr: int
-    cmdsn: int
-    buf: bytearray | None = None
-    immediate_data: Buffer = b""
-    received: int = 0  # bytes of Data-Out received so far
-    # R2T / Data-Out sequencing
-    next_r2t_offset: int = 0  # first byte not yet solicited
-    r2tsn: int = 0
-    outstanding: dict[int, tuple[int, int, int]] = field(
-        default_factory=dict
-    )  # ttt -> (offset, len, got)
-    expected_datasn: dict[int, int] = field(default_factory=dict)  # ttt -> next DataSN
-    unsolicited_limit: int = 0
-    failed: bool = False
-    dispatched: bool = False
-    datain_pdus: int = 0
+    """One SCSI command in flight. A plain slots class: one is made per I/O."""
+
+    __slots__ = (
+        "attr",
+        "buf",
+        "cdb",
+        "cmdsn",
+        "datain_pdus",
+        "edtl",
+        "expected_datasn",
+        "failed",
+        "itt",
+        "lun",
+        "lun_bytes",
+        "next_r2t_offset",
+        "outstanding",
+        "r2tsn",
+        "read",
+        "received",
+        "unsolicited_limit",
+        "write",
+    )
+
+    def __init__(
+        self,
+        itt: int,
+        lun: int,
+        lun_bytes: bytes,
+        cdb: bytes,
+        edtl: int,
+        read: bool,
+        write: bool,
+        attr: int,
+        cmdsn: int,
+    ) -> None:
+        self.itt = itt
+        self.lun = lun
+        self.lun_bytes = lun_bytes
+        self.cdb = cdb
+        self.edtl = edtl
+        self.read = read
+        self.write = write
+        self.attr = attr
+        self.cmdsn = cmdsn
+        self.buf: bytearray | None = None
+        self.received = 0  # bytes of Data-Out received so far
+        self.next_r2t_offset = 0  # first byte not yet solicited
+        self.r2tsn = 0
+        self.outstanding = _NO_SEQUENCES  # ttt -> (offset, length, received)
+        self.expected_datasn = _NO_DATASN  # ttt -> next DataSN
+        self.unsolicited_limit = 0
+        self.failed = False
+        self.datain_pdus = 0
 
 
 class Connection:
@@ -299,14 +334,32 @@ class Connection:
         self._cold_reset_pending = True
 
     # ------------------------------------------------------------------ output helpers
-    def _stamp(self, bhs: bytearray, advance: bool) -> None:
-        maxcmdsn = sn_add(self.expcmdsn, max(self._depth - len(self.tasks), 1) - 1)
+    def _maxcmdsn_now(self) -> int:
+        # The window shrinks as tasks pile up (backpressure), but never below what was granted.
+        maxcmdsn = (self.expcmdsn + max(self._depth - len(self.tasks), 1) - 1) & 0xFFFFFFFF
         if sn_lt(maxcmdsn, self._maxcmdsn):
-            maxcmdsn = self._maxcmdsn  # never shrink a window already granted
+            return self._maxcmdsn
         self._maxcmdsn = maxcmdsn
-        P.stamp_sequence(bhs, self.statsn, self.expcmdsn, maxcmdsn)
+        return maxcmdsn
+
+    def _stamp(self, bhs: bytearray, advance: bool) -> None:
+        P.stamp_sequence(bhs, self.statsn, self.expcmdsn, self._maxcmdsn_now())
         if advance:
-            self.statsn = sn_add(self.statsn, 1)
+            self.statsn = (self.statsn + 1) & 0xFFFFFFFF
+
+    def _emit(self, hdr: bytes, data: Payload, n: int) -> None:
+        """Queue a ready 48-byte header and its data segment (digests and padding added)."""
+        out = self._out
+        out.append(hdr)
+        if self._hd:
+            out.append(crc32c(hdr).to_bytes(4, "little"))
+        if n:
+            if self._dd:
+                out.extend(encode_data_segment(data, n, True))
+            else:
+                out.append(data)
+                if n & 3:
+                    out.append(_PAD[n & 3])
 
     def _send(self, pdu: Pdu, advance: bool = True) -> None:
         assert isinstance(pdu.bhs, bytearray)
@@ -470,25 +523,15 @@ class Connection:
         )
 
     def _handle_scsi_cmd(self, pdu: Pdu) -> None:
-        itt = pdu.itt
+        flags, lun_bytes, itt, edtl, cmdsn, cdb = _SCSI_CMD.unpack_from(pdu.bhs, 1)
         if itt in self.tasks:
             raise PduRejected(RejectReason.TASK_IN_PROGRESS, f"ITT 0x{itt:08x} already in use")
-        flags = pdu.flags
-        edtl = pdu.edtl
         read = bool(flags & 0x40)
         write = bool(flags & 0x20)
-        lun_bytes = pdu.lun_bytes
-        task = _Task(
-            itt=itt,
-            lun=decode_lun(lun_bytes),
-            lun_bytes=lun_bytes,
-            cdb=pdu.cdb if not pdu.ahs else pdu.cdb + _extended_cdb(pdu.ahs),
-            edtl=edtl,
-            read=read,
-            write=write,
-            attr=flags & 0x07,
-            cmdsn=pdu.cmdsn,
-        )
+        if pdu.ahs:
+            cdb += _extended_cdb(pdu.ahs)
+        lun = lun_bytes[1] if lun_bytes[0] == 0 else decode_lun(lun_bytes)
+        task = _Task(itt, lun, lun_bytes, cdb, edtl, read, write, flags & 0x07, cmdsn)
         imm = pdu.data
         n_imm = len(imm)
         if n_imm and not write:
@@ -507,6 +550,8 @@ class Connection:
             self._ready(task, imm)
             return
         task.buf = bytearray(edtl)
+        task.outstanding = {}
+        task.expected_datasn = {}
         if n_imm:
             task.buf[:n_imm] = imm
         unsolicited = n_imm
@@ -601,7 +646,6 @@ class Connection:
                 self._ready(task, task.buf)
 
     def _ready(self, task: _Task, data: Buffer) -> None:
-        task.dispatched = True
         task.buf = None
         self._events.append(
             CommandReady(
@@ -645,6 +689,33 @@ class Connection:
                     rsp_flags, residual = RSP_UNDERFLOW, edtl - n
             elif n:
                 rsp_flags, residual = RSP_OVERFLOW, n
+        if (
+            send_len
+            and send_len <= self._max_xmit
+            and send_len <= self._max_burst
+            and status == GOOD
+            and not result.sense
+        ):
+            # The common read: one Data-In carrying data and status (RFC 7143 §11.7).
+            statsn = self.statsn
+            self.statsn = (statsn + 1) & 0xFFFFFFFF
+            hdr = _DATA_IN_STATUS_HDR.pack(
+                Opcode.DATA_IN,
+                0x81 | rsp_flags,
+                status,
+                send_len,
+                task.lun_bytes,
+                task.itt,
+                RESERVED_TAG,
+                statsn,
+                self.expcmdsn,
+                self._maxcmdsn_now(),
+                0,
+                0,
+                residual,
+            )
+            self._emit(hdr, data if send_len == n else _cut(data, send_len), send_len)
+            return
         if send_len:
             piggyback = status == GOOD and not result.sense
             self._send_data_in(
@@ -652,16 +723,24 @@ class Connection:
             )
             if piggyback:
                 return
-        self._send(
-            P.scsi_response(
-                task.itt,
-                status,
-                sense=result.sense,
-                flags=rsp_flags,
-                residual=residual,
-                exp_datasn=task.datain_pdus if task.read else task.r2tsn,
-            )
+        sense = result.sense
+        segment = _U16.pack(len(sense)) + sense if sense else b""
+        statsn = self.statsn
+        self.statsn = (statsn + 1) & 0xFFFFFFFF
+        hdr = _SCSI_RSP_HDR.pack(
+            Opcode.SCSI_RSP,
+            0x80 | rsp_flags,
+            0,
+            status,
+            len(segment),
+            task.itt,
+            statsn,
+            self.expcmdsn,
+            self._maxcmdsn_now(),
+            task.datain_pdus if task.read else task.r2tsn,
+            residual,
         )
+        self._emit(hdr, segment, len(segment))
 
     def _send_data_in(
         self,
@@ -700,6 +779,22 @@ class Connection:
             datasn += 1
             offset = end
         task.datain_pdus = datasn
+
+
+# SCSI Command BHS from byte 1: flags, LUN, ITT, EDTL, CmdSN, (ExpStatSN), CDB.
+_SCSI_CMD = struct.Struct(">B6x8sIII4x16s")
+# Data-In with status: opcode, flags, status, DSL (TotalAHSLength 0), LUN, ITT, TTT, StatSN,
+# ExpCmdSN, MaxCmdSN, DataSN, Buffer Offset, Residual Count.
+_DATA_IN_STATUS_HDR = struct.Struct(">BBxBI8sIIIIIIII")
+# SCSI Response: opcode, flags, response, status, DSL, (LUN), ITT, (SNACK tag), StatSN,
+# ExpCmdSN, MaxCmdSN, ExpDataSN, (bidi residual), Residual Count.
+_SCSI_RSP_HDR = struct.Struct(">BBBBI8xI4xIIII4xI")
+_U16 = struct.Struct(">H")
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+
+
+def _cut(data: Payload, n: int) -> Payload:
+    return data.slice(0, n) if isinstance(data, FileSlice) else memoryview(data)[:n]
 
 
 def task_received_unsolicited(task: _Task) -> int:

@@ -148,16 +148,22 @@ def encode(pdu: Pdu, header_digest: bool = False, data_digest: bool = False) -> 
     data: Payload = pdu.file_data if pdu.file_data is not None else pdu.data
     n = len(data) if isinstance(data, FileSlice) else memoryview(data).nbytes
     if n:
-        out.append(data)
-        pad = _PAD[n & 3]
+        out.extend(encode_data_segment(data, n, data_digest))
+    return out
+
+
+def encode_data_segment(data: Payload, n: int, data_digest: bool) -> list[Payload]:
+    """A data segment of ``n`` bytes on the wire: the data, its padding, its digest."""
+    out: list[Payload] = [data]
+    pad = _PAD[n & 3]
+    if pad:
+        out.append(pad)
+    if data_digest:
+        assert not isinstance(data, FileSlice), "materialize FileSlices before digesting"
+        value = crc32c(data)
         if pad:
-            out.append(pad)
-        if data_digest:
-            assert not isinstance(data, FileSlice), "materialize FileSlices before digesting"
-            value = crc32c(data)
-            if pad:
-                value = crc32c(pad, value)
-            out.append(value.to_bytes(4, "little"))
+            value = crc32c(pad, value)
+        out.append(value.to_bytes(4, "little"))
     return out
 
 

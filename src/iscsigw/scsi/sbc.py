@@ -39,6 +39,7 @@ _BE64 = struct.Struct(">Q").pack
 _TL_BYTE = {0: 4, 1: 7, 2: 7, 4: 10, 5: 6}
 
 # How many bytes GET LBA STATUS asks the backend about in one command.
+# Per descriptor the initiator has room for: QEMU's one-descriptor query scans 128 MiB.
 LBA_STATUS_SCAN_LIMIT_BYTES = 128 << 20
 LBA_STATUS_SCAN_BYTES = 32 << 20
 # Largest buffer WRITE SAME builds to replicate a non-zero block.
@@ -425,7 +426,7 @@ async def get_lba_status(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         pos += blocks
         # Bounded work per command: the initiator asks again from where the last descriptor
         # ends (QEMU asks before reads; an unbounded scan of a big hole cost 43 ms on tmpfs).
-        if len(runs) > max_desc or pos - lba >= LBA_STATUS_SCAN_LIMIT_BYTES // bs:
+        if len(runs) > max_desc or pos - lba >= max_desc * LBA_STATUS_SCAN_LIMIT_BYTES // bs:
             break
     body = bytearray()
     for start, count, status in runs[:max_desc]:
