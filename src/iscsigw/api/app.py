@@ -1,5 +1,8 @@
 """The ASGI application: the route table wired to auth, parameter parsing and error replies.
 
+Besides the ``/api`` routes it serves ``/metrics`` (Prometheus, see ``metrics.py``) and the
+web dashboard ``/dashboard`` (``/`` redirects there).
+
 Errors become ceph-iscsi-shaped JSON replies ``{"message": …}``: a refused change
 (``ConfigError``) is 400, a missing object (``ConfigNotFound``) 404, a store that kept changing
 (``StoreBusy``) 503, anything unexpected 500 "Unhandled exception: …". A refused change has
@@ -8,18 +11,22 @@ written nothing.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..errors import ConfigError, ConfigNotFound, IscsiGwError, StoreBusy
 from ..gateway.management import GatewayManager
 from .auth import check_access
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import metrics_text
 from .openapi import openapi_spec
 from .params import read_params
 from .routes import ROUTES, ApiRoute, Call
@@ -27,6 +34,7 @@ from .routes import ROUTES, ApiRoute, Call
 log = logging.getLogger("iscsigw.api")
 
 ALL_METHODS = ["GET", "PUT", "DELETE", "POST", "PATCH"]
+_DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
 
 
 def _endpoint(route: ApiRoute):  # type: ignore[no-untyped-def]
@@ -84,6 +92,32 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(openapi_spec())
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text format, no authentication (like ceph-iscsi's rbd-target-gw)."""
+    try:
+        text = await metrics_text(request.app.state.manager)
+    except Exception as exc:
+        log.exception("GET /metrics failed")
+        return JSONResponse({"message": f"Could not get metrics: {exc}"}, status_code=500)
+    return Response(text, media_type=None, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def dashboard(request: Request) -> Response:
+    """The web dashboard (HTML + JS polling /api/config and /api/overview); Basic auth."""
+    manager: GatewayManager = request.app.state.manager
+    denied = await check_access(request, manager, "restricted")
+    if denied is not None:
+        return denied
+    page = _DASHBOARD.read_text(encoding="utf-8").replace(
+        "<body>", f'<body data-gateway="{html.escape(manager.name)}">', 1
+    )
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+async def root(request: Request) -> Response:
+    return RedirectResponse("/dashboard", status_code=307)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = "Not found" if exc.status_code == 404 else exc.detail
@@ -94,6 +128,9 @@ def build_app(manager: GatewayManager) -> Starlette:
     routes = [
         Route("/api", api_index, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/dashboard", dashboard, methods=["GET"]),
+        Route("/", root, methods=["GET"]),
     ]
     routes += [Route(r.path, _endpoint(r), methods=ALL_METHODS) for r in ROUTES]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

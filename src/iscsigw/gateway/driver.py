@@ -14,6 +14,7 @@ from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from .._types import FileSlice
+from ..iostats import io_counters
 from ..iscsi.connection import SENSE_INTERNAL_FAILURE, SENSE_OVERFLOW, Connection
 from ..iscsi.constants import TmfFunction, TmfResponse
 from ..iscsi.events import (
@@ -202,8 +203,8 @@ class IscsiProtocol:
         try:
             lunmap = session.lun_map
             data = ev.data
+            lu = lunmap.get(ev.lun)
             if ev.write:
-                lu = lunmap.get(ev.lun)
                 needed = lu.data_out_length(ev.cdb) if lu is not None else 0
                 if needed > ev.expected_length:
                     # The CDB asks for more than the initiator will send: write only the
@@ -235,6 +236,8 @@ class IscsiProtocol:
                     tag=ev.itt,
                 ),
             )
+            if lu is not None:
+                io_counters(lu).count(ev.cdb[0], len(result.data), len(data), result.status)
             if isinstance(result.data, FileSlice) and conn.data_digest:
                 result.data = result.data.materialize()  # the digest needs the bytes
             conn.complete_command(ev.itt, result, needed)

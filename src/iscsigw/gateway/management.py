@@ -40,6 +40,10 @@ class SessionInfo:
     initiator: str
     target: str
     peer_ip: str
+    alias: str = ""  # the initiator's InitiatorAlias login key
+    portal: str = ""  # this gateway's portal the connection came in on
+    auth: str = ""  # CHAP | None
+    luns: int = 0
 
 
 class GatewayManager:
@@ -65,6 +69,7 @@ class GatewayManager:
         self.peer_wait = peer_wait
         self.api_endpoint = ""
         self.portals: list[tuple[str, int]] = []  # where this gateway listens for iSCSI
+        self.listeners: list[Any] = []  # their rawsock.Listener objects (set by run_gateway)
 
     # -- reading ------------------------------------------------------------------------------
     async def config_dict(self) -> dict[str, Any]:
@@ -176,6 +181,20 @@ class GatewayManager:
                 out["outcome"] = outcome.to_dict()
         return out
 
+    def iscsi_problems(self) -> list[str]:
+        """Why this gateway's iSCSI portals do not accept logins (empty: they do)."""
+        if not self.portals:
+            return []  # no datapath here (API-only, tests)
+        if not self.listeners:
+            return ["no iSCSI listener is running"]
+        return [
+            f"portal {label} is not accepting connections"
+            for label, listener in zip(
+                [f"{ip}:{port}" for ip, port in self.portals], self.listeners, strict=False
+            )
+            if not _accepting(listener)
+        ]
+
     # -- sessions -----------------------------------------------------------------------------
     def sessions(self) -> list[SessionInfo]:
         if self.runtime is None:
@@ -185,7 +204,18 @@ class GatewayManager:
             if target is None:
                 continue
             peer = proto.peer.rsplit(":", 1)[0].strip("[]")
-            out.append(SessionInfo(initiator, target, peer))
+            outcome = proto.conn.outcome if proto.conn is not None else None
+            out.append(
+                SessionInfo(
+                    initiator,
+                    target,
+                    peer,
+                    alias=outcome.initiator_alias if outcome is not None else "",
+                    portal=proto.portal,
+                    auth=outcome.auth_method if outcome is not None else "",
+                    luns=len(proto.session.lun_map) if proto.session is not None else 0,
+                )
+            )
         return out
 
     def num_sessions(self, target: str | None = None) -> int:
@@ -195,19 +225,36 @@ class GatewayManager:
         t, c = target.lower(), client.lower()
         return sorted({s.peer_ip for s in self.sessions() if s.target == t and s.initiator == c})
 
+    def client_alias(self, target: str, client: str) -> str:
+        """The InitiatorAlias a logged-in client sent (its newest session's), else ""."""
+        t, c = target.lower(), client.lower()
+        aliases = [s.alias for s in self.sessions() if s.target == t and s.initiator == c]
+        return next((a for a in reversed(aliases) if a), "")
+
     async def client_logins(self, target: str, client: str) -> dict[str, list[str]]:
         """``{gateway: [initiator IPs]}`` over this gateway and every reachable peer."""
+        logins, _ = await self.client_state(target, client)
+        return logins
+
+    async def client_state(self, target: str, client: str) -> tuple[dict[str, list[str]], str]:
+        """``({gateway: [initiator IPs]}, alias)`` over this gateway and every reachable peer."""
         out: dict[str, list[str]] = {}
+        alias = ""
         local = self.client_addresses(target, client)
         if local:
             out[self.name] = local
+            alias = self.client_alias(target, client)
         doc = await self.config_dict()
         path = f"/api/_clientinfo/{quote(target, safe=':')}/{quote(client, safe=':')}"
         for name, body in (await peer_get_all(self.peers(doc), path, auth=self.auth)).items():
-            ips = body.get("ip_address") if isinstance(body, dict) else None
+            if not isinstance(body, dict):
+                continue
+            ips = body.get("ip_address")
             if ips:
                 out[name] = list(ips)
-        return out
+                if not alias and isinstance(body.get("alias"), str):
+                    alias = body["alias"]
+        return out, alias
 
     async def target_sessions(self, target: str) -> int:
         doc = await self.config_dict()
@@ -217,6 +264,20 @@ class GatewayManager:
             if isinstance(body, dict):
                 total += int(body.get("num_sessions", 0))
         return total
+
+
+def _accepting(listener: Any) -> bool:
+    """Is this portal listener's socket open and listening?"""
+    probe = getattr(listener, "accepting", None)  # a Listener that can tell (preferred)
+    if isinstance(probe, bool):
+        return probe
+    sock = getattr(listener, "_sock", None)
+    if not isinstance(sock, socket.socket):
+        return False
+    try:
+        return sock.fileno() >= 0 and bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return False
 
 
 def _host_of(endpoint: str) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..config.edits import register_gateway
 from ..config.names import format_endpoint
-from ..config.settings import GatewaySettings
+from ..config.settings import CephConnection, GatewaySettings
 from ..config.store import ConfigStore
 from .driver import IscsiProtocol
 from .management import GatewayManager
@@ -86,9 +86,10 @@ async def run_gateway(
     *,
     api: ApiOptions | None = None,
     poll_interval: float = POLL_INTERVAL,
+    ceph: CephConnection | None = None,
 ) -> int:
     config, epoch = store.load()
-    runtime = GatewayRuntime(config, data_dir=Path(data_dir), name=name)
+    runtime = GatewayRuntime(config, data_dir=Path(data_dir), name=name, ceph=ceph)
     await runtime.open()
     servers = await start_portals(runtime, portals)
     watcher = ConfigWatcher(store, runtime, interval=poll_interval)
@@ -102,6 +103,7 @@ async def run_gateway(
         default_backstore=api.default_backstore if api else "file",
     )
     manager.portals = list(portals)
+    manager.listeners = list(servers)  # GET /api/_ping answers 503 when one stops accepting
     api_server: ApiServer | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import pytest
 from apikit import GW, Api, T
 
 
@@ -52,9 +54,14 @@ async def test_create_errors_write_nothing(api: Api) -> None:
     assert list((await api.config())["disks"]) == ["rbd/d"]
 
 
-async def test_rbd_backstore_needs_the_ceph_backend(api: Api) -> None:
+async def test_rbd_backstore_needs_a_ceph_cluster(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No cluster here (the real one is in tests/ceph): a clear error, nothing configured.
+    monkeypatch.setenv("CEPH_CONF", str(tmp_path / "no-such-ceph.conf"))
     body = await api.put("/api/disk/rbd/r", 400, mode="create", size="1G", backstore="user:rbd")
-    assert "not available" in body["message"]
+    assert "Ceph" in body["message"], body
+    assert "rbd/r" not in (await api.config())["disks"]
 
 
 async def test_attach_existing_file_and_count(api: Api) -> None:

@@ -186,4 +186,51 @@ async def test_target_auth_and_acl(api: Api) -> None:
     assert t["acl_enabled"] is False and t["auth"]["username"] == "target.user"
     await api.put(f"/api/_targetauth/{T}", action="enable_acl")
     t = (await api.config())["targets"][T]
-    assert t["acl_enabled"] is True and t["auth"]["username"] == ""
+    # An action alone keeps the target's CHAP (the Dashboard sends the action, then creds).
+    assert t["acl_enabled"] is True and t["auth"]["username"] == "target.user"
+    await api.put(f"/api/targetauth/{T}", username="", password="")
+    assert (await api.config())["targets"][T]["auth"]["username"] == ""
+
+
+def _allows(api: Api, initiator: str) -> bool:
+    """Would this gateway's running target let ``initiator`` log in (ACL and CHAP policy)?"""
+    from iscsigw.gateway.runtime import TargetAdapter
+
+    runtime = api.manager.runtime
+    assert runtime is not None
+    entry = runtime.targets[T]
+    return TargetAdapter(entry.config, entry.tpgt).allows(initiator)
+
+
+async def test_open_target_ceph_style_and_auth_required_extension(api: Api) -> None:
+    anyone, client = "iqn.1994-05.com.example:anyone", "iqn.1994-05.com.redhat:75c3d5efde0"
+    await api.seed(disk=False, client=False)
+    t = (await api.config())["targets"][T]
+    assert t["auth_required"] is True and not _allows(api, anyone)
+    # ceph-iscsi: disable_acl with no target CHAP = any initiator, no authentication.
+    body = await api.put(f"/api/targetauth/{T}", action="disable_acl")
+    assert (
+        body["message"] == "target auth disable_acl - successful (CHAP not required on this target)"
+    )
+    assert (await api.config())["targets"][T]["auth_required"] is False
+    assert _allows(api, anyone)
+    # Target CHAP on an ACL-less target: everyone must use it; clearing it opens it again.
+    await api.put(f"/api/targetauth/{T}", username="target.user", password="secret1234567")
+    assert (await api.config())["targets"][T]["auth_required"] is True
+    await api.put(f"/api/targetauth/{T}", username="", password="")
+    assert (await api.config())["targets"][T]["auth_required"] is False
+    # The extension closes it explicitly (no CHAP configured: nobody gets in).
+    await api.put(f"/api/targetauth/{T}", auth_required="true")
+    assert (await api.config())["targets"][T]["auth_required"] is True and not _allows(api, anyone)
+    # enable_acl brings back iscsigw's default: CHAP required for the clients.
+    await api.put(f"/api/targetauth/{T}", action="disable_acl")
+    await api.put(f"/api/targetauth/{T}", action="enable_acl")
+    await api.put(f"/api/client/{T}/{client}")
+    assert (await api.config())["targets"][T]["auth_required"] is True
+    assert not _allows(api, client)
+    # ACL by initiator name only (ceph-iscsi's clients without CHAP), on purpose.
+    await api.put(f"/api/targetauth/{T}", auth_required="false")
+    assert _allows(api, client) and not _allows(api, anyone)
+    body = await api.put(f"/api/targetauth/{T}", 400, auth_required="maybe")
+    assert "auth_required" in body["message"]
+    assert (await api.config())["targets"][T]["auth_required"] is False

@@ -136,10 +136,10 @@ async def clientinfo(call: Call) -> JSONResponse:
     t = await _target_doc(call, iqn)
     if cname not in (t.get("clients") or {}):
         raise ConfigNotFound(f"Client {cname} does not exist")
-    logins = await call.manager.client_logins(iqn, cname)
+    logins, alias = await call.manager.client_state(iqn, cname)
     state: dict[str, Any] = {"LOGGED_IN": sorted(logins)} if logins else {}
     ips = sorted({ip for addrs in logins.values() for ip in addrs})
-    return data({"alias": "", "state": state, "ip_address": ips})
+    return data({"alias": alias, "state": state, "ip_address": ips})
 
 
 async def internal_clientinfo(call: Call) -> JSONResponse:
@@ -149,7 +149,8 @@ async def internal_clientinfo(call: Call) -> JSONResponse:
     if cname not in (t.get("clients") or {}):
         raise ConfigNotFound(f"Client {cname} does not exist")
     ips = call.manager.client_addresses(iqn, cname)
-    return data({"alias": "", "state": "LOGGED_IN" if ips else "", "ip_address": ips})
+    alias = call.manager.client_alias(iqn, cname) if ips else ""
+    return data({"alias": alias, "state": "LOGGED_IN" if ips else "", "ip_address": ips})
 
 
 async def hostgroups(call: Call) -> JSONResponse:

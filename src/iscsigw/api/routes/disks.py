@@ -63,6 +63,7 @@ async def disk(call: Call) -> JSONResponse:
     :param count: (int) create this many disks <image>1..<image>N (1-10)
     :param backstore: (str) user:rbd, file or memory (default: this gateway's)
     :param create_image: (bool) create the image if it does not exist (default true)
+    :param data_pool: (str) rbd: keep the new image's data in this pool (e.g. erasure-coded)
     :param wwn: (str) unit serial (UUID) to keep across re-imports
     :param controls: (JSON dict) disk control overrides, e.g. {"hw_max_sectors": 1024}
     :param preserve_image: (bool) DELETE: keep the image, only drop it from the config
@@ -113,6 +114,7 @@ async def _create(call: Call, pool: str, image: str) -> JSONResponse:
     if wwn and count > 1:
         raise ConfigError("wwn can only be given when creating one disk (count=1)")
     controls = p.controls()
+    data_pool = p.text("data_pool") or None
     names = [image] if count == 1 else [f"{image}{n}" for n in range(1, count + 1)]
     keys = [disk_key(f"{pool}/{name}") for name in names]
     doc = await call.manager.config_dict()
@@ -138,7 +140,7 @@ async def _create(call: Call, pool: str, image: str) -> JSONResponse:
                     "Size parameter is required when creating a new image (e.g. size=100G)"
                 )
             else:
-                await admin.create(pool, name, size)
+                await admin.create(pool, name, size, data_pool=data_pool)
                 created.append(name)
                 sizes[key] = size
         host = call.manager.name

@@ -1,15 +1,17 @@
-"""Read-only routes: config, settings, sysinfo, session counts, liveness and apply status."""
+"""Config (read and replace), settings, sysinfo, session counts, liveness and apply status."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.responses import JSONResponse
 
+from ...config import edits
 from ...config.model import DISK_CONTROLS, TARGET_CONTROLS, Control
 from ...config.settings import GatewaySettings
-from ...errors import ConfigNotFound
-from ._common import ApiRoute, Call, data, reply
+from ...errors import ConfigError, ConfigNotFound
+from ._common import ApiRoute, Call, changed, data, reply
 
 API_VERSION = 2
 BACKSTORES = ["user:rbd", "file", "memory"]
@@ -45,13 +47,33 @@ def settings_reply(settings: GatewaySettings, default_backstore: str) -> dict[st
     }
 
 
-async def get_config(call: Call) -> JSONResponse:
-    """Return the complete config object (includes CHAP secrets)
+async def config(call: Call) -> JSONResponse:
+    """Return (GET) or replace (PUT) the complete config object (includes CHAP secrets)
 
+    PUT takes the whole document in the form field config, as GET returns it or gwcli export
+    writes it (a ceph-iscsi gateway.conf version 11 with plain-text secrets also works). It is
+    validated before anything is written; then every gateway applies it like any other change.
     :param decrypt_passwords: (bool) accepted for compatibility; secrets are stored in plain text
+    :param config: (str) PUT: the JSON document
     """
+    if call.method == "PUT":
+        return await _replace_config(call)
     call.params.flag("decrypt_passwords")
     return data(await call.manager.config_dict())
+
+
+async def _replace_config(call: Call) -> JSONResponse:
+    raw = call.params.required("config", "the whole configuration as a JSON document")
+    try:
+        candidate = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"config is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}); "
+            "nothing was changed"
+        )
+    doc = edits.check_document(candidate)
+    result = await call.change(lambda current: edits.replace_document(current, doc))
+    return changed(result, "configuration replaced")
 
 
 async def get_settings(call: Call) -> JSONResponse:
@@ -75,7 +97,10 @@ async def sysinfo(call: Call) -> JSONResponse:
 
 
 async def ping(call: Call) -> JSONResponse:
-    """Simple "is alive" ping responder"""
+    """Simple "is alive" ping responder (503 when this gateway's iSCSI portals are not listening)"""
+    problems = call.manager.iscsi_problems()
+    if problems:
+        return reply(f"iSCSI is down on {call.manager.name}: {'; '.join(problems)}", 503)
     return reply("pong")
 
 
@@ -115,7 +140,7 @@ async def _targetinfo(call: Call) -> JSONResponse:
 
 
 ROUTES = [
-    ApiRoute("/api/config", ("GET",), get_config),
+    ApiRoute("/api/config", ("GET", "PUT"), config),
     ApiRoute("/api/settings", ("GET",), get_settings),
     ApiRoute("/api/sysinfo/{query_type}", ("GET",), sysinfo, auth="basic"),
     ApiRoute("/api/gatewayinfo", ("GET",), gatewayinfo),

@@ -106,17 +106,36 @@ async def gateway(call: Call) -> JSONResponse:
 
 
 async def targetauth(call: Call) -> JSONResponse:
-    """Set target-level CHAP (username/password/mutual_*) or action=enable_acl|disable_acl
+    """Set target-level CHAP (username/password/mutual_*) and/or action=enable_acl|disable_acl
 
+    ceph-iscsi clients send an action or the credentials; an action alone keeps the CHAP.
+    disable_acl with no target CHAP opens the target (any initiator, no authentication) as in
+    ceph-iscsi; otherwise iscsigw requires CHAP.
     :param action: (str) enable_acl or disable_acl
     :param username: (str) 8-64 chars of letters, digits and . : @ _ -
     :param password: (str) 12-16 chars of letters, digits and @ - _ /
+    :param mutual_username: (str) as username, for mutual CHAP
+    :param mutual_password: (str) as password, for mutual CHAP
+    :param auth_required: (bool) iscsigw extension: false lets initiators log in without CHAP (ACL by name only, or an open target), true requires CHAP
     """
     iqn = call.iqn()
     action = call.params.get("action") or None
-    creds = _creds(call)
-    result = await call.change(lambda doc: edits.set_target_auth(doc, iqn, action, *creds))
-    return changed(result, f"target auth {action or 'chap'} - successful")
+    p = call.params
+    names = ("username", "password", "mutual_username", "mutual_password")
+    u, pw, mu, mpw = (p.text(n) if n in p else None for n in names)
+    required = p.flag("auth_required") if p.get("auth_required") not in (None, "") else None
+    outcome: list[bool] = []
+
+    def edit(doc: dict[str, Any]) -> None:
+        outcome[:] = [
+            edits.set_target_auth(doc, iqn, action, u, pw, mu, mpw, auth_required=required)
+        ]
+
+    result = await call.change(edit)
+    message = f"target auth {action or 'chap'} - successful"
+    if outcome and not outcome[0]:
+        message += " (CHAP not required on this target)"
+    return changed(result, message)
 
 
 async def discoveryauth(call: Call) -> JSONResponse:

@@ -15,6 +15,7 @@ from .clients import (
     update_group,
 )
 from .disks import add_disk, delete_disk, map_lun, reconfigure_disk, resize_disk, unmap_lun
+from .document import check_document, replace_document
 from .gateways import add_portal, register_gateway, registered_endpoints, remove_portal
 from .targets import (
     create_target,
@@ -27,6 +28,7 @@ from .targets import (
 __all__ = [
     "add_disk",
     "add_portal",
+    "check_document",
     "client_add_lun",
     "client_remove_lun",
     "create_client",
@@ -41,6 +43,7 @@ __all__ = [
     "register_gateway",
     "registered_endpoints",
     "remove_portal",
+    "replace_document",
     "resize_disk",
     "set_client_auth",
     "set_discovery_auth",

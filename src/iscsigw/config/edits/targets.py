@@ -67,12 +67,29 @@ def set_target_auth(
     doc: Doc,
     iqn: str,
     action: str | None,
-    username: str,
-    password: str,
-    mutual_username: str,
-    mutual_password: str,
-) -> None:
-    """``action`` enable_acl/disable_acl, then the target-level CHAP (empty = none)."""
+    username: str | None,
+    password: str | None,
+    mutual_username: str | None,
+    mutual_password: str | None,
+    auth_required: bool | None = None,
+) -> bool:
+    """ceph-iscsi's ``targetauth``: ``action`` enable_acl/disable_acl and/or target CHAP.
+
+    ceph-iscsi clients send either an action or the four credentials (the Ceph Dashboard sends
+    ``disable_acl`` and then the credentials): credentials that are all None are left as
+    they are, so an action alone does not clear the target's CHAP.
+
+    ``auth_required`` (iscsigw extension; None = derive it):
+
+    * ACL disabled and no target CHAP is ceph-iscsi's open target (any initiator logs in
+      without authentication), so deriving gives ``auth_required: false`` there;
+    * ACL disabled with target CHAP, or ``enable_acl``, give ``true`` (CHAP required, the
+      default);
+    * any other call leaves it as it is (e.g. an ACL target opened to name-only logins on
+      purpose with ``auth_required=false``).
+
+    Returns the target's resulting ``auth_required``.
+    """
     name, t = target(doc, iqn)
     if action:
         if action not in ACL_ACTIONS:
@@ -80,9 +97,21 @@ def set_target_auth(
         if action == "disable_acl" and t.get("clients"):
             raise ConfigError("Cannot disable ACL authentication because target has clients")
         t["acl_enabled"] = action == "enable_acl"
-    validate_chap(username, password, mutual_username, mutual_password, f"target {name} auth")
-    t["auth"] = auth_dict(username, password, mutual_username, mutual_password)
+    creds = (username, password, mutual_username, mutual_password)
+    if any(c is not None for c in creds) or not action:
+        u, p, mu, mp = (c or "" for c in creds)
+        validate_chap(u, p, mu, mp, f"target {name} auth")
+        t["auth"] = auth_dict(u, p, mu, mp)
+    if auth_required is None:
+        has_chap = bool((t.get("auth") or {}).get("username"))
+        if not t.get("acl_enabled", True):
+            auth_required = has_chap
+        elif action == "enable_acl":
+            auth_required = True
+    if auth_required is not None:
+        t["auth_required"] = auth_required
     touch(t)
+    return bool(t.get("auth_required", True))
 
 
 __all__ = [
