@@ -13,7 +13,7 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
-from .._types import FileSlice
+from .._types import Buffer, FileSlice
 from ..iostats import io_counters
 from ..iscsi.connection import SENSE_INTERNAL_FAILURE, SENSE_OVERFLOW, Connection
 from ..iscsi.constants import TmfFunction, TmfResponse
@@ -74,7 +74,7 @@ class IscsiProtocol:
         )
         self._arm_timer()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: Buffer) -> None:
         conn = self.conn
         if conn is None or self._closed:
             return
@@ -148,6 +148,11 @@ class IscsiProtocol:
         if conn is None:
             return
         at = conn.get_timer()
+        if at is not None and self._timer_at is not None and self._timer_at <= at:
+            # The idle deadline moves with every PDU received; re-arming each time costs a
+            # timer-heap push per I/O. Let the earlier timer fire: handle_timer() sees it is not
+            # due yet and this re-arms once for the new deadline.
+            return
         if at == self._timer_at:
             return
         if self._timer is not None:

@@ -4,20 +4,30 @@ The REST API never touches storage itself: it asks the ``ImageAdmin`` of the dis
 ``file`` images are sparse files ``DATA_DIR/<pool>/<image>`` (so ``rbd/disk_1`` is the file
 ``DATA_DIR/rbd/disk_1``); their snapshots are sparse copies under
 ``DATA_DIR/.snapshots/<pool>/<image>/<name>``. ``memory`` images live in each gateway's RAM
-and need no administration. ``rbd`` plugs in with ``register_image_admin("rbd", factory)``
-once the Ceph backend provides one.
+and need no administration. ``rbd`` images are administered through librbd
+(``backends.rbd.RbdAdmin``, imported only when an rbd disk is managed) on the cluster of
+``iscsi-gateway.cfg`` (``register_rbd_admin``; default ``$CEPH_CONF`` as client.admin): new
+images get exclusive-lock (and layering, object-map, fast-diff, deep-flatten), optionally with
+their data in another pool (``data_pool``, e.g. an erasure-coded one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-from ..errors import ConfigError
+from ..config.settings import CephConnection
+from ..errors import BackendError, BackendNotFound, ConfigError
+
+log = logging.getLogger("iscsigw.images")
+_T = TypeVar("_T")
 
 SNAPSHOT_DIR = ".snapshots"
 
@@ -27,7 +37,11 @@ class ImageAdmin(Protocol):
         """The image's size in bytes, None when it does not exist."""
         ...
 
-    async def create(self, pool: str, image: str, size: int) -> None: ...
+    async def create(
+        self, pool: str, image: str, size: int, *, data_pool: str | None = None
+    ) -> None:
+        """``data_pool``: keep the image's data in another pool (rbd only)."""
+        ...
 
     async def resize(self, pool: str, image: str, size: int) -> None: ...
 
@@ -119,7 +133,11 @@ class FileImageAdmin:
         except FileNotFoundError:
             return None
 
-    async def create(self, pool: str, image: str, size: int) -> None:
+    async def create(
+        self, pool: str, image: str, size: int, *, data_pool: str | None = None
+    ) -> None:
+        if data_pool:
+            raise ConfigError("data_pool is only supported by the rbd backstore")
         path = self.path(pool, image)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,8 +223,11 @@ class MemoryImageAdmin:
     async def size_of(self, pool: str, image: str) -> int | None:
         return None
 
-    async def create(self, pool: str, image: str, size: int) -> None:
-        return None
+    async def create(
+        self, pool: str, image: str, size: int, *, data_pool: str | None = None
+    ) -> None:
+        if data_pool:
+            raise ConfigError("data_pool is only supported by the rbd backstore")
 
     async def resize(self, pool: str, image: str, size: int) -> None:
         return None
@@ -221,16 +242,132 @@ class MemoryImageAdmin:
         raise ConfigError("the memory backstore has no snapshots")
 
 
+DELETE_BUSY_WAIT = 10.0  # seconds a delete waits for peers to close an image they still serve
+
+
+class RbdImageAdmin:
+    """RBD images through librbd (``backends.rbd.RbdAdmin``); one connection per cluster is
+    shared by every request. librbd errors become ConfigErrors with librbd's reason."""
+
+    _shared: dict[CephConnection, Any] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, conn: CephConnection | None = None) -> None:
+        self.conn = conn or CephConnection()
+
+    def _admin(self) -> Any:
+        with self._shared_lock:
+            admin = self._shared.get(self.conn)
+            if admin is None:
+                try:
+                    from ..backends.rbd import CephSettings, RbdAdmin
+                except ImportError as exc:
+                    raise ConfigError(
+                        f"the rbd backstore needs Ceph's Python bindings ({exc}); see docs/ceph.md"
+                    )
+                admin = RbdAdmin(
+                    CephSettings(
+                        conf=self.conn.conf,
+                        client=self.conn.client,
+                        cluster=self.conn.cluster,
+                        options=self.conn.options(),
+                    )
+                )
+                self._shared[self.conn] = admin
+            return admin
+
+    async def _run(self, call: Callable[[Any], Awaitable[_T]]) -> _T:
+        try:
+            return await call(self._admin())
+        except BackendError as exc:
+            raise ConfigError(str(exc))
+
+    async def size_of(self, pool: str, image: str) -> int | None:
+        admin = self._admin()
+        try:
+            info = await admin.image_info(pool, image)
+        except BackendNotFound as exc:
+            if str(exc).startswith("pool "):  # not the image: the pool is missing
+                raise ConfigError(str(exc))
+            return None
+        except BackendError as exc:
+            raise ConfigError(str(exc))
+        return int(info.size)
+
+    async def create(
+        self, pool: str, image: str, size: int, *, data_pool: str | None = None
+    ) -> None:
+        await self._run(lambda a: a.create_image(pool, image, size, data_pool=data_pool or None))
+
+    async def resize(self, pool: str, image: str, size: int) -> None:
+        current = await self.size_of(pool, image)
+        if current is None:
+            return  # never opened yet: the gateway creates it at the new size
+        if size < current:
+            raise ConfigError(f"Image {pool}/{image} is {current} bytes; it can only grow")
+        await self._run(lambda a: a.resize_image(pool, image, size))
+
+    async def delete(self, pool: str, image: str) -> None:
+        # The gateways close the image when they apply the change that dropped the disk; a
+        # peer may still have it open for a moment: wait for it rather than fail.
+        deadline = time.monotonic() + DELETE_BUSY_WAIT
+        while True:
+            try:
+                await self._admin().delete_image(pool, image)
+                return
+            except BackendNotFound:
+                return
+            except ConfigError as exc:
+                if "in use" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            except BackendError as exc:
+                raise ConfigError(str(exc))
+            await asyncio.sleep(0.25)
+
+    async def snapshots(self, pool: str, image: str) -> list[str]:
+        try:
+            snaps = await self._admin().list_snapshots(pool, image)
+        except BackendNotFound:
+            return []
+        except BackendError as exc:
+            raise ConfigError(str(exc))
+        return [str(s["name"]) for s in snaps]
+
+    async def snapshot(self, pool: str, image: str, name: str, mode: str) -> None:
+        if mode == "create":
+            await self._run(lambda a: a.create_snapshot(pool, image, name))
+        elif mode == "delete":
+            await self._run(lambda a: a.delete_snapshot(pool, image, name))
+        elif mode == "rollback":
+            await self._run(lambda a: a.rollback_snapshot(pool, image, name))
+        else:
+            raise ConfigError("mode is invalid; use create or rollback")
+
+    @classmethod
+    async def close_all(cls) -> None:
+        with cls._shared_lock:
+            admins = list(cls._shared.values())
+            cls._shared.clear()
+        for admin in admins:
+            await admin.close()
+
+
 AdminFactory = Callable[[Path], ImageAdmin]
 _ADMINS: dict[str, AdminFactory] = {
     "file": FileImageAdmin,
     "memory": lambda _data_dir: MemoryImageAdmin(),
+    "rbd": lambda _data_dir: RbdImageAdmin(),
 }
 
 
 def register_image_admin(backstore: str, factory: AdminFactory) -> None:
     """Plug in image management for a backstore (e.g. ``rbd``)."""
     _ADMINS[backstore] = factory
+
+
+def register_rbd_admin(conn: CephConnection) -> None:
+    """RBD image management on this cluster (iscsi-gateway.cfg's connection settings)."""
+    register_image_admin("rbd", lambda _data_dir: RbdImageAdmin(conn))
 
 
 def image_admin(backstore: str, data_dir: Path) -> ImageAdmin:
@@ -248,6 +385,8 @@ __all__ = [
     "FileImageAdmin",
     "ImageAdmin",
     "MemoryImageAdmin",
+    "RbdImageAdmin",
     "image_admin",
     "register_image_admin",
+    "register_rbd_admin",
 ]

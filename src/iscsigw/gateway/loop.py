@@ -1,8 +1,8 @@
 """Which event loop the gateway runs on.
 
-uvloop (libuv) when it is installed: its selector callbacks and call_soon are C, which the
-per-PDU path feels directly (see bench/RESULTS.md). ``ISCSIGW_LOOP=asyncio`` forces the
-stdlib loop, e.g. to compare.
+The stdlib asyncio loop by default. ``ISCSIGW_LOOP=uvloop`` runs on uvloop (libuv) when it is
+installed; in measurements so far (bench/micro_datapath.py, bench/run.py on a loaded 2-core
+machine) the difference was within the noise, so it is not a dependency.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ log = logging.getLogger("iscsigw.server")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    choice = os.environ.get("ISCSIGW_LOOP", "uvloop")
+    choice = os.environ.get("ISCSIGW_LOOP", "asyncio")
     if choice == "uvloop":
         try:
             import uvloop

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.registry import open_backend
 from ..config.model import GatewayConfig, TargetConfig
+from ..config.settings import CephConnection
 from ..errors import ConfigError, LoginError
 from ..iscsi.auth import ChapSecrets
 from ..iscsi.connection import Timeouts
@@ -26,6 +27,7 @@ from ..scsi.lun import LogicalUnit
 from ..scsi.target import LunMap
 from ..scsi.task import ITNexus
 from ..scsi.xcopy import LuRegistry
+from .prstore import STATE_DIR, FileRangeLock, LuStateDirectory
 
 if TYPE_CHECKING:
     from .driver import IscsiProtocol
@@ -102,8 +104,10 @@ class GatewayRuntime:
         name: str,
         settings: TargetSettings | None = None,
         timeouts: Timeouts | None = None,
+        ceph: CephConnection | None = None,
     ) -> None:
         self.config = config
+        self.ceph = ceph or CephConnection()  # rbd disks: iscsi-gateway.cfg's cluster
         self.data_dir = data_dir
         self.name = name
         self.settings = settings or TargetSettings()
@@ -115,6 +119,8 @@ class GatewayRuntime:
         self._next_tsih = 1
         self._retired: dict[str, LogicalUnit] = {}
         self.copy_registry = LuRegistry()
+        # PR / SCSI-2 / reset / mode page state shared with the other gateways of each LU.
+        self.lu_states = LuStateDirectory(data_dir / STATE_DIR, name)
         self.send_targets_policy = _SendTargets(self)
 
     # -- start / stop -------------------------------------------------------------------------
@@ -245,17 +251,37 @@ class GatewayRuntime:
             params["path"] = str(disk.file_path(self.data_dir))
             params["create"] = True
         elif disk.backstore == "rbd":
-            # The cluster comes from $CEPH_CONF (else /etc/ceph/ceph.conf) as client.admin.
+            # The cluster of iscsi-gateway.cfg (default: $CEPH_CONF, else /etc/ceph/ceph.conf,
+            # as client.admin). The disk's owner gateway holds the image's exclusive lock;
+            # the others open it without (reads work; writes fail while the owner holds it).
             params.update(
                 pool=disk.pool,
                 image=disk.image,
                 size=disk.size or None,
                 create=bool(disk.size),
                 osd_op_timeout=int(disk.control("osd_op_timeout")),
+                conf=self.ceph.conf,
+                client=self.ceph.client,
+                cluster=self.ceph.cluster,
+                options=self.ceph.options(),
+                exclusive=not disk.owner or disk.owner == self.name,
             )
         backend = await open_backend(disk.backstore, **params)
         identity = LuIdentity.from_stable_id(disk.wwn or disk_key)
-        lu = LogicalUnit(backend, identity, port_groups=groups)
+        try:
+            shared = await self.lu_states.open(disk_key, disk.wwn or disk_key)
+        except BaseException:
+            await backend.close()
+            raise
+        caw_lock = FileRangeLock(params["path"]) if disk.backstore == "file" else None
+        lu = LogicalUnit(
+            backend,
+            identity,
+            port_groups=groups,
+            pr_store=shared,
+            cluster=shared,
+            caw_lock=caw_lock,
+        )
         self.copy_registry.add(lu)  # EXTENDED COPY finds target LUs by their NAA
         lu.abort_nexus_tasks = functools.partial(self._abort_nexus_tasks, lu)
         return lu
@@ -284,6 +310,7 @@ class GatewayRuntime:
                 await lu.backend.close()
             except Exception:  # shutting down: report, keep closing the others
                 log.exception("closing disk %s failed", key)
+        await self.lu_states.close()
 
     # -- sessions -----------------------------------------------------------------------------
     def login_policy_for(self, proto: IscsiProtocol) -> _LoginPolicy:
@@ -379,6 +406,7 @@ class GatewayRuntime:
                 await proto.cancel_commands(proto.conn.abort_tasks(lun_id))
         assert origin.nexus is not None
         lu.reset(origin.nexus)
+        await lu.publish_reset()
 
     async def target_reset(self, target_name: str | None, origin: IscsiProtocol) -> None:
         entry = self.targets.get(target_name or "")
@@ -395,6 +423,7 @@ class GatewayRuntime:
         assert origin.nexus is not None
         for lu in {id(lu): lu for lu in entry.luns.values()}.values():
             lu.reset(origin.nexus)
+            await lu.publish_reset()
 
 
 class _LoginPolicy:

@@ -1,8 +1,12 @@
 """Keep the running gateway in step with the shared configuration store.
 
-Every gateway polls the store (``change_token``: for the file store a ``stat`` of
+A store that can push changes (``RadosConfigStore.watch``: a RADOS watch on the config object,
+told by the writer's notify within milliseconds) is watched, not polled: a notify, or the watch
+being re-established after a connection loss (a notify may have been missed), wakes the watcher,
+which re-reads the document; as a safety net it also re-reads every ``SAFETY_INTERVAL``
+seconds. Other stores are polled (``change_token``: for the file store a ``stat`` of
 ``gateway.conf``, every 0.2 s by default, so several gateways sharing one ``--data-dir`` see
-each other's commits at once) and, when the document changed, loads it and hands it to
+each other's commits at once). When the document changed it is loaded and handed to
 ``GatewayRuntime.apply_config``. A gateway that was down simply starts from the latest
 document, so changes made meanwhile are applied when it comes back.
 
@@ -29,6 +33,7 @@ from .runtime import ApplyReport
 log = logging.getLogger("iscsigw.watch")
 
 POLL_INTERVAL = 0.2
+SAFETY_INTERVAL = 30.0  # pushed stores: re-read this often even without a notify
 HISTORY = 64
 
 
@@ -67,6 +72,9 @@ class ConfigWatcher:
         self._lock = asyncio.Lock()
         self._token: object = None
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._watch: Any = None  # the store's watch handle (has close()) when pushed
+        self.notifications = 0  # notifies and re-watches received (for tests and logs)
 
     def _remember(self, outcome: ApplyOutcome) -> None:
         self.history[outcome.epoch] = outcome
@@ -83,7 +91,8 @@ class ConfigWatcher:
     async def sync(self) -> ApplyOutcome | None:
         """Apply the store's latest document if it is newer than what runs; None if not."""
         async with self._lock:
-            self._token = await asyncio.to_thread(change_token, self.store)
+            if self._watch is None:  # polled: remember what this read corresponds to
+                self._token = await asyncio.to_thread(change_token, self.store)
             config, epoch = await asyncio.to_thread(self.store.load)
             if epoch <= self.applied_epoch:
                 return None
@@ -119,15 +128,50 @@ class ConfigWatcher:
         if token != self._token:
             await self.sync()
 
+    def _notified(self, epoch: int | None) -> None:
+        """On the loop: the store says it changed (``epoch``) or its watch was re-established
+        (``None``: re-read, a change may have been missed)."""
+        self.notifications += 1
+        if epoch is None or epoch > self.applied_epoch:
+            self._wake.set()
+
+    async def _start_watch(self) -> bool:
+        """Register the store's push notifications, when it has them."""
+        watch = getattr(self.store, "watch", None)
+        if not callable(watch):
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            self._watch = await asyncio.to_thread(watch, self._notified, loop=loop)
+        except Exception as exc:
+            log.error("cannot watch the configuration (%s); polling it instead", exc)
+            return False
+        log.info("watching the configuration for changes (notify)")
+        return True
+
     async def run(self) -> None:
+        pushed = await self._start_watch()
+        if pushed:
+            self._wake.set()  # a commit may have landed before the watch was registered
         while True:
-            await asyncio.sleep(self.interval)
+            if pushed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), SAFETY_INTERVAL)
+                self._wake.clear()
+            else:
+                await asyncio.sleep(self.interval)
             try:
-                await self._poll_once()
+                if pushed:
+                    await self.sync()
+                else:
+                    await self._poll_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep watching; a bad document is reported, not fatal
                 log.error("watching the configuration failed: %s", exc)
+                if pushed:
+                    await asyncio.sleep(1.0)
+                    self._wake.set()  # the store is unreachable or the document bad: retry
 
     def start(self) -> None:
         if self._task is None:
@@ -139,6 +183,9 @@ class ConfigWatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            await asyncio.to_thread(watch.close)
 
 
 __all__ = ["POLL_INTERVAL", "ApplyOutcome", "ConfigWatcher"]

@@ -31,7 +31,7 @@ class PduReader:
     """
 
     def __init__(self, max_data_length: int = 1 << 24, check_opcode: bool = True) -> None:
-        self._chunk: bytes = b""
+        self._chunk: Buffer = b""
         self._cpos = 0
         self._acc = bytearray()
         self._apos = 0
@@ -41,10 +41,12 @@ class PduReader:
         self._check_opcode = check_opcode
 
     def feed(self, data: Buffer) -> None:
+        """Take the next received bytes. The caller hands ``data`` over: it must never be
+        modified afterwards, since PDUs parsed from it keep views of it."""
         if self._cpos < len(self._chunk):
             # Bytes of the previous chunk not yet parsed: keep them in order, ahead of the new.
             self._acc += memoryview(self._chunk)[self._cpos :]
-        self._chunk = data if isinstance(data, bytes) else bytes(data)
+        self._chunk = data
         self._cpos = 0
 
     @property
@@ -96,7 +98,7 @@ class PduReader:
         self._cpos = pos + total
         return self._parse(chunk, pos, copy=False)
 
-    def _frame_length(self, buf: bytes | bytearray, pos: int) -> int:
+    def _frame_length(self, buf: Buffer, pos: int) -> int:
         opcode = buf[pos] & 0x3F
         if self._check_opcode and opcode not in INITIATOR_OPCODES:
             raise PduFormatError(f"unknown initiator opcode 0x{opcode:02x}")
@@ -109,7 +111,7 @@ class PduReader:
         dd = DIGEST_LEN if (self.data_digest and dsl) else 0
         return BHS_LEN + buf[pos + 4] * 4 + hd + dsl + pad_len(dsl) + dd
 
-    def _parse(self, buf: bytes | bytearray, pos: int, *, copy: bool) -> Pdu:
+    def _parse(self, buf: Buffer, pos: int, *, copy: bool) -> Pdu:
         ahs_len = buf[pos + 4] * 4
         dsl = (buf[pos + 5] << 16) | (buf[pos + 6] << 8) | buf[pos + 7]
         hdr_end = pos + BHS_LEN + ahs_len
