@@ -36,10 +36,17 @@ STALL_TIMEOUT = 180.0  # no new output for this long: the tool is stuck on one t
 
 
 def run_test_cu(gw: Gateway, log_path: Path) -> tuple[int | None, float]:
+    """Run the tool with both paths through ``gw`` (its URL twice)."""
+    url = gw.lun_url()
+    return run_test_cu_urls([url, url], log_path)
+
+
+def run_test_cu_urls(
+    urls: list[str], log_path: Path, options: tuple[str, ...] = ()
+) -> tuple[int | None, float]:
     """Run the tool with its output going straight to ``log_path`` (kept even on a hang)."""
     tests = os.environ.get("ISCSIGW_CU_TESTS", "ALL")
-    extra = shlex.split(os.environ.get("ISCSIGW_CU_ARGS", ""))
-    url = gw.lun_url()
+    extra = [*options, *shlex.split(os.environ.get("ISCSIGW_CU_ARGS", ""))]
     argv = [
         "iscsi-test-cu",
         "--dataloss",
@@ -50,8 +57,7 @@ def run_test_cu(gw: Gateway, log_path: Path) -> tuple[int | None, float]:
         "-I",
         INITIATOR_2,
         *extra,
-        url,
-        url,
+        *urls,
     ]
     started = time.monotonic()
     with open(log_path, "wb") as log:

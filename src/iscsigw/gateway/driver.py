@@ -305,6 +305,7 @@ class IscsiProtocol:
     async def _logout(self, ev: LogoutRequested) -> None:
         # Let commands already running finish so their writes are acknowledged or not at all.
         await self.drain_commands()
+        await self.runtime.logging_out(self)
         if self.conn is not None:
             self.conn.complete_logout(ev.itt)
         self._flush()

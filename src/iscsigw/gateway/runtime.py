@@ -170,8 +170,11 @@ class GatewayRuntime:
                         report.resized.append(disk_key)
                     tpgs = sorted(p.tpg for p in target.portals.values())
                     owner = target.tpg_for(disk.owner) if disk.owner else None
-                    lu.set_port_groups(
-                        PortGroups.implicit(tpgs, owner=owner if owner is not None else tpgs[0])
+                    # A new owner: the changed groups report Transitioning while this
+                    # gateway's cached writes reach the backend.
+                    await lu.transition(
+                        PortGroups.implicit(tpgs, owner=owner if owner is not None else tpgs[0]),
+                        lu.backend.flush,
                     )
                 lus[disk_key] = lu
                 entry.luns[disk_key] = lu
@@ -389,6 +392,14 @@ class GatewayRuntime:
             if self.sessions.get(key) is proto:
                 del self.sessions[key]
                 self._nexus_lost(proto)
+
+    async def logging_out(self, proto: IscsiProtocol) -> None:
+        """Logout: release the nexus's SCSI-2 reservations on every gateway before the Logout
+        Response, so the initiator's next command through another gateway finds them gone."""
+        if proto.session is None or proto.nexus is None:
+            return
+        for lu in {id(lu): lu for _, lu in proto.session.lun_map.items()}.values():
+            await lu.release_reservation_of(proto.nexus)
 
     def _nexus_lost(self, proto: IscsiProtocol) -> None:
         if proto.session is None or proto.nexus is None:

@@ -22,7 +22,14 @@ DataOutLength = Callable[[bytes, int], int]  # (cdb, block_size) -> bytes of Dat
 
 
 class AluaAccess(IntEnum):
-    """Which ALUA states let a command through (LIO target_core_alua.c)."""
+    """Which ALUA states let a command through (SPC-4 §5.15.2.4; LIO target_core_alua.c).
+
+    STANDBY: INQUIRY, REPORT LUNS, MODE SENSE/SELECT, READ CAPACITY(10/16), REPORT TARGET PORT
+    GROUPS, REQUEST SENSE, PERSISTENT RESERVE IN/OUT (LOG SENSE/SELECT, READ/WRITE BUFFER and
+    SEND/RECEIVE DIAGNOSTIC are not implemented). ALWAYS (Unavailable, Transitioning, Offline):
+    INQUIRY, REPORT LUNS, REPORT TARGET PORT GROUPS, REQUEST SENSE. Everything else, SCSI-2
+    RESERVE/RELEASE and REPORT SUPPORTED OPERATION CODES included, is ACTIVE only.
+    """
 
     ACTIVE = 0  # media access: only AO/ANO (and LBA dependent)
     STANDBY = 1  # also allowed in Standby
@@ -166,7 +173,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         pr=_P.WRITE,
     ),
     CommandSpec(
-        0x16, "RESERVE(6)", reserve.reserve, _u("16 00 00 00 00 00"), alua=_A.STANDBY, pr=_P.ALLOWED
+        0x16, "RESERVE(6)", reserve.reserve, _u("16 00 00 00 00 00"), alua=_A.ACTIVE, pr=_P.ALLOWED
     ),
     CommandSpec(
         0x17,
@@ -174,7 +181,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         reserve.release,
         _u("17 00 00 00 00 00"),
         reservation_exempt=True,
-        alua=_A.STANDBY,
+        alua=_A.ACTIVE,
         pr=_P.ALLOWED,
     ),
     CommandSpec(0x1A, "MODE SENSE(6)", spc.mode_sense, _u("1a 08 ff ff ff 00"), alua=_A.STANDBY),
@@ -200,7 +207,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         "RESERVE(10)",
         reserve.reserve,
         _u("56 00 00 00 00 00 00 00 00 00"),
-        alua=_A.STANDBY,
+        alua=_A.ACTIVE,
         pr=_P.ALLOWED,
     ),
     CommandSpec(
@@ -209,7 +216,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         reserve.release,
         _u("57 00 00 00 00 00 00 00 00 00"),
         reservation_exempt=True,
-        alua=_A.STANDBY,
+        alua=_A.ACTIVE,
         pr=_P.ALLOWED,
     ),
     CommandSpec(
@@ -240,7 +247,7 @@ DEFAULT_SPECS: tuple[CommandSpec, ...] = (
         spc.report_supported_opcodes,
         _u("a3 0c 87 ff ff ff ff ff ff ff 00 00"),
         service_action=0x0C,
-        alua=_A.STANDBY,
+        alua=_A.ACTIVE,
     ),
     CommandSpec(
         0x5E,

@@ -12,12 +12,14 @@ import asyncio
 import logging
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from ..backends.base import BlockBackend
 from ..errors import BackendError, BackendFenced, BackendNoSpace, BackendNotFound
 from .alua import AluaState, PortGroups
+from .cluster import LuCluster
 from .dispatch import DEFAULT_TABLE, AluaAccess, CommandTable
 from .gate import WriteGate
 from .identity import LuIdentity
@@ -60,6 +62,10 @@ _ALUA_BLOCK: dict[AluaState, tuple[AluaAccess, SenseCode]] = {
 
 SANITIZE_IN_PROGRESS = SenseCode(0x2, 0x04, 0x1B)
 
+# Locks [offset, offset+length) of the backing store against COMPARE AND WRITEs of other
+# processes (gateways) for the duration of one COMPARE AND WRITE.
+CawLock = Callable[[int, int], AbstractAsyncContextManager[None]]
+
 
 class LogicalUnit:
     """One exported block device. Shared by every session (I_T nexus) that maps it."""
@@ -77,6 +83,8 @@ class LogicalUnit:
         limits: BlockLimits | None = None,
         table: CommandTable | None = None,
         pr_store: PrStore | None = None,
+        cluster: LuCluster | None = None,
+        caw_lock: CawLock | None = None,
     ) -> None:
         self.backend = backend
         self.identity = identity
@@ -113,6 +121,14 @@ class LogicalUnit:
         self._port_groups = port_groups if port_groups is not None else PortGroups()
         self._restricted: dict[int, AluaState] = {}
         self._compute_restricted()
+        # SANITIZE running/failed on another gateway ("running", "failed" or None).
+        self.remote_sanitize: str | None = None
+        self.caw_lock = caw_lock
+        self._background: set[asyncio.Task[None]] = set()
+        # State shared with the other gateways exporting this LU (None: this process only).
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.attach(self)
 
     # ----------------------------------------------------------------------------- properties
 
@@ -131,6 +147,10 @@ class LogicalUnit:
         return self.read_only or self.swp
 
     @property
+    def sanitize_in_progress(self) -> bool:
+        return self.sanitizing is not None or self.remote_sanitize == "running"
+
+    @property
     def port_groups(self) -> PortGroups:
         return self._port_groups
 
@@ -141,6 +161,56 @@ class LogicalUnit:
         self._port_groups = port_groups
         self._compute_restricted()
         self.queue_unit_attention(ASYMMETRIC_ACCESS_STATE_CHANGED)
+
+    async def transition(
+        self,
+        final: PortGroups,
+        work: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """An implicit ALUA transition to ``final``.
+
+        Every group whose state changes is reported Transitioning (RTPG state Fh, media
+        commands through its ports get 2/04/0A) while ``work`` runs (e.g. flushing the
+        backend, or acquiring the image's exclusive lock), then takes its final state with
+        status code 2 (altered by an implicit transition). 2A/06 is queued on every nexus of
+        the LU at each step. Should ``work`` fail, the groups stay Transitioning for the
+        caller to retry or give up (6/2A/07 is then the caller's to report).
+        """
+        def shape(pg: PortGroups) -> list[tuple[int, AluaState, bool, tuple[int, ...]]]:
+            return [(g.tpg_id, g.state, g.pref, g.port_ids) for g in pg.groups]
+
+        if shape(final) == shape(self._port_groups):
+            return  # only status codes differ: nothing to report
+        current = {g.tpg_id: g for g in self._port_groups.groups}
+        changing = {
+            g.tpg_id
+            for g in final.groups
+            if g.tpg_id in current and current[g.tpg_id].state != g.state
+        }
+        if not changing:
+            self.set_port_groups(final)  # groups added or removed: 2A/06 once
+            return
+        trans = PortGroups(
+            tuple(
+                replace(g, state=AluaState.TRANSITIONING, status_code=2)
+                if g.tpg_id in changing
+                else g
+                for g in final.groups
+            ),
+            final.implicit_transition_time,
+        )
+        self.set_port_groups(trans)
+        if work is not None:
+            await work()
+        self.set_port_groups(
+            PortGroups(
+                tuple(
+                    replace(g, status_code=2) if g.tpg_id in changing else g
+                    for g in final.groups
+                ),
+                final.implicit_transition_time,
+            )
+        )
 
     def _compute_restricted(self) -> None:
         self._restricted = {
@@ -171,6 +241,69 @@ class LogicalUnit:
     def mode_parameters_changed(self, by: ITNexus) -> None:
         """2A/01 to every nexus except the one that changed them (SPC-4 §7.5.1)."""
         self.queue_unit_attention(MODE_PARAMS_CHANGED, exclude=by.key)
+
+    async def publish_mode(self) -> None:
+        """Make the current mode page values those of every gateway (2A/01 there)."""
+        if self.cluster is not None:
+            await self.cluster.set_mode(self.wce, self.d_sense, self.swp)
+
+    # ------------------------------------------------------------------ cluster (other gateways)
+
+    def cluster_reservation(self, holder: str | None) -> None:
+        self.reservation_holder = holder
+
+    def cluster_reset(self) -> None:
+        """A LU reset on another gateway: 29/03 on every nexus here (the SCSI-2 reservation
+        comes with ``cluster_reservation``). Tasks running here are not aborted."""
+        self.reservation_holder = None
+        self.queue_unit_attention(BUS_DEVICE_RESET)
+
+    def cluster_mode(self, wce: bool, d_sense: bool, swp: bool, *, changed: bool) -> None:
+        self.wce, self.d_sense, self.swp = wce, d_sense, swp
+        if changed:
+            self.queue_unit_attention(MODE_PARAMS_CHANGED)
+
+    def cluster_sanitize(self, state: str | None) -> None:
+        self.remote_sanitize = state
+        if state is None:
+            self.sanitize_failed = False  # EXIT FAILURE MODE through another gateway
+
+    async def publish_reset(self) -> None:
+        """After ``reset``: the same reset on every other gateway exporting the LU."""
+        if self.cluster is not None:
+            await self.cluster.reset()
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            coro.close()
+            return
+        task = loop.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def release_reservation_of(self, nexus: ITNexus) -> None:
+        """Release the SCSI-2 reservation ``nexus`` holds, on every gateway, and return once
+        that is visible everywhere (a logout: before the Logout Response goes out)."""
+        key = nexus.key
+        if self.reservation_holder == key:
+            self.reservation_holder = None
+            if self.cluster is not None:
+                await self.cluster.release(key)
+
+    def _drop_reservation_of(self, key: str) -> None:
+        if self.reservation_holder == key:
+            self.reservation_holder = None
+            if self.cluster is not None:
+                self._in_background(self._release_shared(key))
+
+    async def _release_shared(self, key: str) -> None:
+        assert self.cluster is not None
+        try:
+            await self.cluster.release(key)
+        except Exception:
+            log.exception("releasing the shared SCSI-2 reservation failed")
 
     # ------------------------------------------------------------------------ unit attentions
 
@@ -259,7 +392,8 @@ class LogicalUnit:
     # ------------------------------------------------------------------------------- sanitize
 
     def start_sanitize(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run a sanitize operation in the background, owned by the LU."""
+        """Run a sanitize operation in the background, owned by the LU (call
+        ``publish_sanitize("running")`` first so that other gateways refuse commands too)."""
 
         async def run() -> None:
             try:
@@ -270,14 +404,24 @@ class LogicalUnit:
                 self.sanitize_failed = True
             finally:
                 self.sanitizing = None
+                try:
+                    await self.publish_sanitize("failed" if self.sanitize_failed else None)
+                except Exception:
+                    log.exception("publishing the SANITIZE outcome failed")
 
         task = asyncio.get_running_loop().create_task(run())
         self.sanitizing = task
         return task
 
+    async def publish_sanitize(self, state: str | None) -> None:
+        if self.cluster is not None:
+            await self.cluster.set_sanitize(state)
+
     def close_pr(self) -> None:
-        """Stop listening to the PR store (the LU is being closed)."""
+        """Stop listening to the PR store and the cluster (the LU is being closed)."""
         self._pr_unsubscribe()
+        if self.cluster is not None:
+            self.cluster.close()
 
     def notify_capacity_changed(self) -> None:
         self.queue_unit_attention(CAPACITY_DATA_CHANGED)
@@ -301,8 +445,7 @@ class LogicalUnit:
     def nexus_lost(self, nexus: ITNexus) -> None:
         """The I_T nexus went away (logout, connection drop, session reinstatement)."""
         key = nexus.key
-        if self.reservation_holder == key:
-            self.reservation_holder = None
+        self._drop_reservation_of(key)
         if key in self._ua:
             self._ua[key] = deque((I_T_NEXUS_LOSS,))
 
@@ -310,8 +453,7 @@ class LogicalUnit:
         """Drop all per-nexus state (e.g. when the ACL that allowed it is deleted)."""
         self._ua.pop(nexus.key, None)
         self._nexuses.pop(nexus.key, None)
-        if self.reservation_holder == nexus.key:
-            self.reservation_holder = None
+        self._drop_reservation_of(nexus.key)
 
     # ------------------------------------------------------------------------------ execution
 
@@ -341,6 +483,9 @@ class LogicalUnit:
     async def execute(self, cmd: ScsiCommand) -> ScsiResult:
         cdb = cmd.cdb
         try:
+            cluster = self.cluster
+            if cluster is not None:
+                cluster.refresh()  # what other gateways committed before this command
             spec = self.table.find(cdb) if cdb else None
             key = self._key(cmd.nexus)
             q = self._ua.get(key)
@@ -351,9 +496,22 @@ class LogicalUnit:
                 raise CheckCondition.of(q.popleft())
             if spec is None:
                 raise self.table.unsupported(cdb)
-            if self.sanitizing is not None and not spec.ua_exempt:
+            # ALUA access state of the target port (SPC-4 §5.15.2.4)
+            if self._restricted:
+                state = self._restricted.get(cmd.nexus.relative_port_id)
+                if state is not None:
+                    allowed, code = _ALUA_BLOCK[state]
+                    if spec.alua < allowed:
+                        raise CheckCondition.of(code)
+            if (
+                self.sanitizing is not None or self.remote_sanitize == "running"
+            ) and not spec.ua_exempt:
                 raise CheckCondition.of(SANITIZE_IN_PROGRESS)
-            if self.sanitize_failed and spec.writes and cdb[0] != 0x48:
+            if (
+                (self.sanitize_failed or self.remote_sanitize == "failed")
+                and spec.writes
+                and cdb[0] != 0x48
+            ):
                 raise CheckCondition.of(self.SANITIZE_FAILED)
             holder = self.reservation_holder
             if holder is not None and holder != key and not spec.reservation_exempt:
@@ -365,12 +523,6 @@ class LogicalUnit:
                 and pr.conflicts(cmd.nexus, spec.pr_access)
             ):
                 return ScsiResult(status=RESERVATION_CONFLICT)
-            if self._restricted:
-                state = self._restricted.get(cmd.nexus.relative_port_id)
-                if state is not None:
-                    allowed, code = _ALUA_BLOCK[state]
-                    if spec.alua < allowed:
-                        raise CheckCondition.of(code)
             if not spec.writes:
                 return await spec.handler(self, cmd)
             if self.read_only or self.swp:

@@ -47,6 +47,9 @@ async def reserve(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     holder = lu.reservation_holder
     if holder is not None and holder != key:
         return ScsiResult(status=RESERVATION_CONFLICT)
+    # Held by the LU on every gateway: a compare-and-swap on the shared holder.
+    if lu.cluster is not None and not await lu.cluster.reserve(key):
+        return ScsiResult(status=RESERVATION_CONFLICT)
     lu.reservation_holder = key
     return ScsiResult()
 
@@ -58,4 +61,6 @@ async def release(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         return ScsiResult(status=RESERVATION_CONFLICT) if blocked else ScsiResult()
     if lu.reservation_holder == cmd.nexus.key:
         lu.reservation_holder = None
+        if lu.cluster is not None:
+            await lu.cluster.release(cmd.nexus.key)
     return ScsiResult()

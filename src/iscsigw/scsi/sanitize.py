@@ -111,9 +111,12 @@ async def sanitize(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         if plen:
             raise invalid_field(7)
         lu.sanitize_failed = False
+        if lu.remote_sanitize == "failed":
+            await lu.publish_sanitize(None)
         return ScsiResult()
     else:
         raise invalid_field(1, 4)
+    await lu.publish_sanitize("running")
     task = lu.start_sanitize(job)
     if not immed:
         # Shielded: aborting this command does not stop the sanitize operation.

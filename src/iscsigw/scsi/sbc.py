@@ -472,9 +472,18 @@ async def compare_and_write(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     data = memoryview(_data_out(cmd, 2 * half)).cast("B")
     # The backend's own compare-and-write when it has one (librbd: atomic on the OSD, so
     # across gateways); otherwise read-compare-write under this LU's exclusive write gate.
-    diff = await backend_compare_and_write(
-        lu.backend, lba * bs, data[:half], data[half:], fua=bool(flags & 0x08) or not lu.wce
-    )
+    offset, fua = lba * bs, bool(flags & 0x08) or not lu.wce
+    if lu.caw_lock is not None and not hasattr(lu.backend, "compare_and_write"):
+        # Other gateways on this host: a byte-range lock on the backing store makes the
+        # read-compare-write atomic against their COMPARE AND WRITEs too.
+        async with lu.caw_lock(offset, half):
+            diff = await backend_compare_and_write(
+                lu.backend, offset, data[:half], data[half:], fua=fua
+            )
+    else:
+        diff = await backend_compare_and_write(
+            lu.backend, offset, data[:half], data[half:], fua=fua
+        )
     if diff >= 0:
         raise _miscompare(diff)
     return ScsiResult()

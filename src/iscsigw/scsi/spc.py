@@ -60,7 +60,7 @@ async def request_sense(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         raise invalid_field(0)
     desc = bool(cdb[1] & 0x01)
     code = lu.pop_unit_attention(cmd.nexus)
-    if code is None and lu.sanitizing is not None:
+    if code is None and lu.sanitize_in_progress:
         # NOT READY, SANITIZE IN PROGRESS (progress indication is not tracked).
         code = SenseCode(0x2, 0x04, 0x1B)
     return ScsiResult(data=truncate(encode(code or NO_SENSE_CODE, desc), cdb[4]))
@@ -383,6 +383,7 @@ async def mode_select(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         changed |= lu.set_mode(d_sense=bool(page[2] & 0x04), swp=bool(page[4] & 0x08))
     if changed:
         lu.mode_parameters_changed(cmd.nexus)
+        await lu.publish_mode()
     return ScsiResult()
 
 
