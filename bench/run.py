@@ -905,17 +905,282 @@ def _fio_nbd(t: Target, w: Workload, b: Bench) -> Sample:
     return Sample(ios, nbytes, secs)
 
 
-def run_fio_rbd(pool: str, image: str, *, rw: str, bs: int, iodepth: int, seconds: int) -> Sample:
-    """EXTENSION POINT, NOT WIRED: the Ceph/RBD baseline (librbd straight to the cluster).
+def run_fio_rbd(pool: str, image: str, *, rw: str, bs: int, iodepth: int, seconds: int,
+                size: int = LUN_SIZE, rwmixread: int = 70, workdir: Path | None = None,
+                conf: str | None = None) -> Sample:  # fmt: skip
+    """Direct librbd, the ceiling of a gateway on RBD: ``fio --ioengine=rbd`` on ``pool/image``
+    (client.admin; the cluster from ``conf``, else ``$CEPH_CONF``). ``rw`` is fio's (write,
+    read, randread, randrw...); time based, ``seconds`` long; JSON output parsed into a Sample.
+    Give it a ``conf`` with ``rbd cache = false`` to compare with iscsigw (which runs librbd
+    without its cache, so that an acknowledged write is on the OSDs)."""
+    out = (workdir or Path(tempfile.gettempdir())) / f"fio-rbd-{rw}-{bs}-{iodepth}.json"
+    cmd = [
+        "fio",
+        "--name=rbd",
+        "--ioengine=rbd",
+        "--clientname=admin",
+        f"--pool={pool}",
+        f"--rbdname={image}",
+        f"--rw={rw}",
+        f"--bs={bs}",
+        f"--iodepth={iodepth}",
+        f"--size={size}",
+        "--time_based",
+        f"--runtime={seconds}",
+        "--randrepeat=0",
+        "--output-format=json",
+        f"--output={out}",
+    ]
+    if rw in ("randrw", "rw", "readwrite"):
+        cmd.append(f"--rwmixread={rwmixread}")
+    env = dict(os.environ, CEPH_CONF=conf) if conf else None
+    cp = run(cmd, timeout=seconds + 120, check=False, env=env)
+    try:
+        text = out.read_text()
+        job = json.loads(text[text.index("{") :])["jobs"][0]
+    except (OSError, ValueError, KeyError, IndexError):
+        raise BenchError(
+            f"fio --ioengine=rbd failed (exit {cp.returncode}): {out.read_text()[:300]!r} "
+            f"{(cp.stdout + cp.stderr).strip()[-500:]}"
+        )
+    if job.get("error"):
+        raise BenchError(f"fio --ioengine=rbd job error {job['error']}")
+    ios = int(job["read"]["total_ios"]) + int(job["write"]["total_ios"])
+    nbytes = int(job["read"]["io_bytes"]) + int(job["write"]["io_bytes"])
+    secs = max(int(job["read"]["runtime"]), int(job["write"]["runtime"])) / 1000
+    return Sample(ios, nbytes, max(secs, 1e-3))
 
-    The plan: ``fio --ioengine=rbd --clientname=admin --pool=POOL --rbdname=IMAGE --rw=RW
-    --bs=BS --iodepth=QD --time_based --runtime=S --output-format=json`` against the same image
-    that iscsigw exports with an rbd backstore, run next to the iSCSI rows as a third column
-    ("iscsigw over rbd" / "librbd direct"). It needs a Ceph cluster (see
-    /work/shared/reference/ceph-dev-cluster.md) and iscsigw's rbd backstore; neither is set up
-    by this script, and nothing calls this function yet.
-    """
-    raise NotImplementedError("the fio --ioengine=rbd comparison is not implemented yet")
+
+# workload key -> fio --rw for the librbd baseline (the same pattern as the iSCSI tool's)
+FIO_RBD_RW = {
+    "seqw1m": "write",
+    "w4k32": "write",
+    "w4k1": "write",
+    "seqr1m": "read",
+    "rr4k32": "randread",
+    "rr4k1": "randread",
+    "mix4k32": "randrw",
+}
+CEPH_SCRIPT = REPO / "scripts" / "ceph-dev-cluster"
+# Run by the venv's Python: seed a demo target whose LUN 0 is the RBD image (file store).
+SEED_RBD = r"""
+import sys
+from iscsigw.config.demo import seed_demo, DEMO_DISK
+from iscsigw.config.file_store import FileConfigStore
+data, port, pool, image = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+info = seed_demo(data, "bench", [("127.0.0.1", port)])
+key = f"{pool}/{image}"
+def edit(doc):
+    old = doc["disks"].pop(DEMO_DISK)
+    doc["disks"][key] = {**old, "pool": pool, "image": image, "backstore": "rbd", "size": 0}
+    for t in doc["targets"].values():
+        t["disks"] = {key: {"lun_id": 0}}
+FileConfigStore(data + "/gateway.conf").commit(edit)
+print(info.url)
+"""
+
+
+class IscsigwRbdTarget(IscsigwTarget):
+    """``iscsigw serve`` whose LUN 0 is an RBD image (exclusive lock, librbd aio)."""
+
+    kind = "iscsigw"
+    SEEDED_RE = re.compile(r"iscsi://([^%@/\s]+)%([^@/\s]+)@([\d.]+):(\d+)/(\S+?)/(\d+)\s*$")
+
+    def __init__(self, label: str, workdir: Path, pool: str, image: str) -> None:
+        super().__init__(label, workdir)
+        self.pool, self.image = pool, image
+
+    def start(self, params: dict[str, int | bool], creds: tuple[str, str]) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix=f"iscsigw-bench-{self.label}-"))
+        py = self.exe.parent / "python"
+        port = free_port()
+        cp = run(
+            [str(py), "-c", SEED_RBD, str(self.data_dir), str(port), self.pool, self.image], 60
+        )
+        m = self.SEEDED_RE.search(cp.stdout.strip())
+        if not m:
+            raise BenchError(f"seeding the RBD target printed no URL: {cp.stdout[-300:]}")
+        (self.data_dir / "demo" / "disk0").unlink(missing_ok=True)  # the demo's unused file
+        cmd = [str(self.exe), "serve", "--data-dir", str(self.data_dir), "--portal",
+               f"{LOOPBACK}:{port}", "--name", "bench"]  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+            cwd=str(REPO),
+        )
+        self.reader = OutputReader(self.proc)
+        deadline = time.monotonic() + 60  # opening the image: connect + lock
+        while self.alive() and not owns_listener(self.pid, port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not (self.alive() and owns_listener(self.pid, port)):
+            raise BenchError(f"{self.exe} on RBD is not listening:\n    {self.reader.tail()}")
+        user, password, host, p, iqn, lun = m.groups()
+        self.endpoint = Endpoint(host, int(p), iqn, int(lun), user, password)
+
+
+def _ceph_cluster(args: argparse.Namespace, workdir: Path) -> tuple[str, Path | None]:
+    """(ceph.conf, the dev cluster directory we started or None)."""
+    if args.ceph_conf:
+        return args.ceph_conf, None
+    if os.environ.get("CEPH_CONF") and not args.ceph_new:
+        return os.environ["CEPH_CONF"], None
+    directory = workdir / "ceph"
+    log("starting a dev Ceph cluster (scripts/ceph-dev-cluster) ...")
+    run([sys.executable, str(CEPH_SCRIPT), "start", str(directory), "--quiet"], 240)
+    return str(directory / "ceph.conf"), directory
+
+
+def ceph_report(b: Bench, ws: list[Workload], gw: Target, info: dict[str, str],
+                versions: dict[str, str], conf: str, image: str, quick: bool,
+                elapsed: float) -> str:  # fmt: skip
+    L = [
+        "# Benchmark: iscsigw on RBD vs direct librbd",
+        "",
+        f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, {info['nproc']} x {info['cpu']}, "
+        f"kernel {info['kernel']}, load before {info['load']}; {b.runs} run(s) x {b.seconds} s "
+        f"per workload{' (--quick)' if quick else ''}, {elapsed:.0f} s in all.",
+        "",
+        f"Image `{image}` (1 GiB, pre-filled by fio), cluster `{conf}`. **iscsigw on RBD**: the "
+        "same client tools as the tgt comparison (qemu-img bench, iscsi-perf, fio nbd) through "
+        "iscsigw's rbd backstore (librbd aio, exclusive lock, cache off). **librbd direct**: "
+        "`fio --ioengine=rbd` on the same image with the same pattern, block size and depth, "
+        "`rbd cache = false` like the gateway (with the cache, fio's sequential 4K writes are "
+        "acknowledged from client memory: ~10x). The gateway is stopped while fio runs (it "
+        "holds the exclusive lock). "
+        "Medians; ratio = iscsigw / librbd (the target is >= 80 %).",
+        "",
+        "| workload | iscsigw on RBD | librbd direct (fio rbd) | ratio | iscsigw CPU s / GiB |",
+        "|---|---|---|---|---|",
+    ]
+    for w in ws:
+        if w.na:
+            L.append(f"| {w.title} | n/a | n/a | | {w.na} |")
+            continue
+        g = b.samples.get((gw.label, w.key), [])
+        f = b.samples.get(("librbd", w.key), [])
+        if not g or not f:
+            err = b.errors.get((gw.label, w.key)) or b.errors.get(("librbd", w.key)) or "-"
+            L.append(f"| {w.title} | | | | failed: {cell(err)} |")
+            continue
+        iops = w.unit == "IOPS"
+        gv = median([s.iops if iops else s.mibs for s in g])
+        fv = median([s.iops if iops else s.mibs for s in f])
+        unit = "IOPS" if w.unit == "IOPS" else "MiB/s"
+        cpu = median([s.cpu / (s.nbytes / GIB) for s in g if s.nbytes])
+        L.append(
+            f"| {w.title} | {gv:,.0f} {unit} | {fv:,.0f} {unit} | {gv / fv * 100:.0f} % "
+            f"| {cpu:.2f} |"
+        )
+    L += [
+        "",
+        "Notes:",
+        "- Everything shares the machine's cores: the OSD (memstore), the monitor, the gateway "
+        "and the client tool. fio rbd has no gateway and no iSCSI client to feed, so on 2 cores "
+        "it also has more CPU for the OSD; the ratio is a lower bound of what a gateway on its "
+        "own host gets.",
+        "- 4K writes are sequential on both sides (qemu-img bench has no random mode); reads are "
+        "random (iscsi-perf -r / fio randread).",
+        f"- fio {versions.get('fio', '?')}; Debian's fio has the rbd engine (`fio --enghelp`).",
+    ]
+    for (lbl, key), err in sorted(b.errors.items()):
+        L.append(f"- error: {lbl} / {key}: {err}")
+    return "\n".join(L) + "\n"
+
+
+def ceph_main(args: argparse.Namespace) -> int:
+    """``--ceph``: the same workloads through iscsigw on RBD and with fio rbd on the image."""
+    t_start = time.monotonic()
+    try:
+        have = check_tools(install=not args.no_install)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not have.get("fio") or "rbd" not in run(["fio", "--enghelp"], 30, check=False).stdout:
+        print(
+            "error: --ceph needs fio with the rbd engine (apt-get install -y fio)", file=sys.stderr
+        )
+        return 2
+    info, versions = machine_info(), tool_versions()
+    ws = [w for w in workloads(have) if not args.only or w.key in args.only.split(",")]
+    IscsigwTarget.exe = Path(args.iscsigw)
+    workdir = Path(tempfile.mkdtemp(prefix="iscsigw-bench-ceph-"))
+    cluster_dir: Path | None = None
+    gw: IscsigwRbdTarget | None = None
+    rc = 0
+    try:
+        conf, cluster_dir = _ceph_cluster(args, workdir)
+        os.environ["CEPH_CONF"] = conf
+        # fio's librbd with the cache off, as iscsigw runs it (writes acknowledged by the OSDs)
+        fio_conf = workdir / "fio-ceph.conf"
+        fio_conf.write_text(Path(conf).read_text() + "\n[client]\nrbd cache = false\n")
+        image = f"iscsigw-bench-{os.urandom(3).hex()}"
+        run(["rbd", "create", "--size", f"{LUN_SIZE // MIB}M", f"{args.ceph_pool}/{image}"], 60)
+        log(f"pre-filling {args.ceph_pool}/{image} ...")
+        run(["fio", "--name=fill", "--ioengine=rbd", "--clientname=admin",
+             f"--pool={args.ceph_pool}", f"--rbdname={image}", "--rw=write", "--bs=4M",
+             "--iodepth=8", f"--size={LUN_SIZE}", "--output-format=terse"], 300)  # fmt: skip
+        # librbd hands writes only to the exclusive lock's holder: the gateway (which holds it
+        # while it serves the image) is stopped while fio runs on the same image.
+        gw = IscsigwRbdTarget("iscsigw", workdir, args.ceph_pool, image)
+        b = Bench(args.seconds, args.runs, args.digest, workdir, targets=[gw])
+        calibrated = False
+        for r in range(args.runs):
+            log(f"run {r + 1}/{args.runs}")
+            for side in ("gw", "fio") if r % 2 == 0 else ("fio", "gw"):
+                if side == "gw":
+                    log("starting iscsigw on RBD ...")
+                    gw.start({}, ("", ""))
+                    assert gw.endpoint is not None
+                    read_capacity(gw.endpoint, args.digest)
+                    if not calibrated:
+                        for w in ws:
+                            if w.fn is _qemu_bench and not w.na:
+                                b.measure(gw, w, record=False)
+                        calibrated = True
+                    for w in ws:
+                        if not w.na:
+                            b.measure(gw, w)
+                    gw.stop()
+                    continue
+                for w in ws:
+                    if w.na:
+                        continue
+                    try:
+                        s = run_fio_rbd(args.ceph_pool, image, rw=FIO_RBD_RW[w.key],
+                                        bs=w.io_size, iodepth=w.depth, seconds=b.seconds,
+                                        workdir=workdir, conf=str(fio_conf))  # fmt: skip
+                    except BenchError as exc:
+                        b.errors[("librbd", w.key)] = str(exc).splitlines()[0][:200]
+                        log(f"  librbd {w.title}: FAILED: {exc}")
+                        continue
+                    b.samples.setdefault(("librbd", w.key), []).append(s)
+                    log(f"  librbd   {w.title:28} {s.iops:10.0f} IOPS {s.mibs:8.1f} MiB/s")
+        if b.errors or gw.error:
+            rc = 1
+        text = ceph_report(b, ws, gw, info, versions, conf, f"{args.ceph_pool}/{image}",
+                           args.quick, time.monotonic() - t_start)  # fmt: skip
+        out = Path(args.out or REPO / "bench" / "RESULTS-ceph.md")
+        out.write_text(text)
+        print()
+        print(text)
+        log(f"wrote {out}")
+    except KeyboardInterrupt:
+        rc = 130
+    except BenchError as exc:
+        log(f"error: {exc}")
+        rc = 2
+    finally:
+        if gw is not None:
+            gw.stop()
+        if cluster_dir is not None:
+            run([sys.executable, str(CEPH_SCRIPT), "stop", str(cluster_dir)], 60, check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return rc
 
 
 def workloads(have: dict[str, bool]) -> list[Workload]:
@@ -1351,7 +1616,8 @@ def report(
         "compare the load average above."
     )
     L.append(
-        "- Ceph/RBD baseline (`fio --ioengine=rbd`): not implemented; see `run_fio_rbd()` in bench/run.py."
+        "- Ceph/RBD: `bench/run.py --ceph` runs these workloads through iscsigw on an RBD image "
+        "next to `fio --ioengine=rbd` on the same image (bench/RESULTS-ceph.md)."
     )
     for (lbl, key), err in sorted(b.errors.items()):
         L.append(f"- error: {lbl} / {key}: {err}")
@@ -1366,7 +1632,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="1 run of 2 s per workload (~1-2 min)")
     p.add_argument("--runs", type=int, help="runs per workload and target (default 3; --quick 1)")
     p.add_argument("--seconds", type=int, help="seconds per measurement (default 5; --quick 2)")
-    p.add_argument("--out", default=str(REPO / "bench" / "RESULTS.md"), help="markdown report path")
+    p.add_argument(
+        "--out", help="markdown report path (default bench/RESULTS.md; --ceph: RESULTS-ceph.md)"
+    )
     p.add_argument(
         "--targets",
         default="iscsigw,tgt",
@@ -1396,6 +1664,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the iscsigw executable (default: the repo's .venv/bin/iscsigw)",
     )
     p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
+    ceph = p.add_argument_group("Ceph (optional): iscsigw on RBD next to fio --ioengine=rbd")
+    ceph.add_argument(
+        "--ceph",
+        action="store_true",
+        help="run the RBD comparison instead of the tgt one (a dev cluster is started "
+        "unless --ceph-conf or $CEPH_CONF names one)",
+    )
+    ceph.add_argument("--ceph-conf", metavar="FILE", help="use this cluster (client.admin)")
+    ceph.add_argument("--ceph-pool", default="rbd", help="pool for the bench image (default rbd)")
+    ceph.add_argument(
+        "--ceph-new", action="store_true", help="start a dev cluster even if $CEPH_CONF is set"
+    )
     a = p.parse_args(argv)
     a.runs = a.runs or (1 if a.quick else 3)
     a.seconds = a.seconds or (2 if a.quick else 5)
@@ -1413,6 +1693,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.ceph:
+        return ceph_main(args)
+    args.out = args.out or str(REPO / "bench" / "RESULTS.md")
     t_start = time.monotonic()
 
     def on_term(signum: int, frame: object) -> None:

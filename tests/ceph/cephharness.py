@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -36,3 +38,29 @@ class CephCluster:
             check=True,
         )
         return proc.stdout
+
+
+def rbd_disks_edit(*images: tuple[str, int], pool: str = "rbd") -> Callable[[dict[str, Any]], None]:
+    """A gateway.conf edit (for ``make_gateway(configure=...)``): replace the demo's file disk
+    with RBD disks ``pool/image`` at LUN 0, 1, ... (size > 0: the gateway creates or grows the
+    image; 0: it must exist and librbd gives the size)."""
+
+    def edit(cfg: dict[str, Any]) -> None:
+        (old_key,) = cfg["disks"]
+        old = cfg["disks"].pop(old_key)
+        keys = []
+        for i, (image, size) in enumerate(images):
+            key = f"{pool}/{image}"
+            cfg["disks"][key] = {
+                **old,
+                "pool": pool,
+                "image": image,
+                "size": size,
+                "backstore": "rbd",
+                "wwn": f"{old['wwn'][:-1]}{i}",
+            }
+            keys.append(key)
+        for target in cfg["targets"].values():
+            target["disks"] = {key: {"lun_id": i} for i, key in enumerate(keys)}
+
+    return edit

@@ -1,14 +1,13 @@
-"""``iscsigw serve`` with RBD disks: data through iSCSI (qemu-img) equals ``rbd export``, and
-data put in with ``rbd import`` reads back identically through iSCSI."""
+"""``iscsigw serve`` with RBD disks: data through iSCSI (qemu-img) equals ``rbd export``, data
+put in with ``rbd import`` reads back identically through iSCSI, and an ext4 round-trips."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
-from cephharness import CephCluster
+from cephharness import CephCluster, rbd_disks_edit
 
 from integration.harness import Gateway, make_gateway, require_tool, run_tool
 
@@ -16,27 +15,6 @@ pytestmark = pytest.mark.timeout(180)
 
 MiB = 1 << 20
 SIZE = 32 * MiB
-
-
-def rbd_disks(write_image: str, import_image: str) -> Any:
-    """Replace the demo disk with two RBD disks: LUN 0 made by the gateway (size given),
-    LUN 1 an existing image (size 0: librbd says)."""
-
-    def edit(cfg: dict[str, Any]) -> None:
-        (old_key,) = cfg["disks"]
-        old = cfg["disks"].pop(old_key)
-        disks = {
-            f"rbd/{write_image}": {**old, "pool": "rbd", "image": write_image, "size": SIZE},
-            f"rbd/{import_image}": {**old, "pool": "rbd", "image": import_image, "size": 0},
-        }
-        for i, (key, disk) in enumerate(disks.items()):
-            disk["backstore"] = "rbd"
-            disk["wwn"] = f"{disk['wwn'][:-1]}{i}"
-            cfg["disks"][key] = disk
-        for target in cfg["targets"].values():
-            target["disks"] = {key: {"lun_id": i} for i, key in enumerate(disks)}
-
-    return edit
 
 
 def test_iscsi_data_matches_rbd_export_and_import(
@@ -49,7 +27,9 @@ def test_iscsi_data_matches_rbd_export_and_import(
         "rbd", "import", "--no-progress", str(src_in), f"rbd/{image_name}-r", timeout=120
     )
 
-    gw: Gateway = make_gateway(tmp_path, configure=rbd_disks(f"{image_name}-w", f"{image_name}-r"))
+    gw: Gateway = make_gateway(
+        tmp_path, configure=rbd_disks_edit((f"{image_name}-w", SIZE), (f"{image_name}-r", 0))
+    )
     try:
         # iSCSI -> RBD: qemu-img writes LUN 0, `rbd export` shows the same bytes.
         src = tmp_path / "written.raw"
@@ -95,3 +75,45 @@ def test_iscsi_data_matches_rbd_export_and_import(
         gw.assert_no_tracebacks()
     finally:
         gw.stop()
+
+
+def test_ext4_round_trips_through_an_rbd_lun(
+    ceph_cluster: CephCluster, image_name: str, tmp_path: Path
+) -> None:
+    """An ext4 made in a file, copied onto an RBD LUN with qemu-img and back, passes
+    ``e2fsck -fn`` and is byte-identical (also in ``rbd export``)."""
+    require_tool("qemu-img")
+    require_tool("mkfs.ext4")
+    require_tool("e2fsck")
+    size = 64 * MiB
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    for i in range(20):
+        (tree / "sub" / f"f{i}").write_bytes(os.urandom(100_000 + i * 4096))
+    (tree / "hello.txt").write_text("hello from iscsigw on rbd\n")
+    fs = tmp_path / "fs.img"
+    run_tool(["mkfs.ext4", "-q", "-F", "-d", str(tree), str(fs), "64M"], check=True)
+    assert fs.stat().st_size == size
+
+    gw: Gateway = make_gateway(tmp_path, configure=rbd_disks_edit((image_name, size)))
+    try:
+        run_tool(
+            ["qemu-img", "convert", "-n", "-f", "raw", "--target-image-opts", str(fs),
+             gw.qemu_opts(size=size)],
+            check=True,
+        )  # fmt: skip
+        back = tmp_path / "back.img"
+        run_tool(
+            ["qemu-img", "convert", "--image-opts", gw.qemu_opts(size=size), "-O", "raw",
+             str(back)],
+            check=True,
+        )  # fmt: skip
+        gw.assert_no_tracebacks()
+    finally:
+        gw.stop()
+    fsck = run_tool(["e2fsck", "-fn", str(back)])
+    print(f"\n[ceph] e2fsck -fn of the ext4 read back from the RBD LUN: exit {fsck.returncode}")
+    assert fsck.returncode == 0, fsck.describe()
+    assert back.read_bytes() == fs.read_bytes()
+    exported = ceph_cluster.run_bytes("rbd", "export", "--no-progress", f"rbd/{image_name}", "-")
+    assert exported == fs.read_bytes()

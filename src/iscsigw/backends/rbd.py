@@ -696,16 +696,29 @@ class RbdBackend:
                 runs.append((off, off + ln))
             return 0
 
-        try:
-            await asyncio.to_thread(
-                image.diff_iterate,
-                offset,
-                length,
-                None,
-                collect,
-                include_parent=True,
-                whole_object=False,
+        # Precise (per-object sparse information from the OSD) within the object holding
+        # ``offset``; beyond it, whole objects from the object map (local with fast-diff: a
+        # 128 MiB range costs ~0.2 ms instead of ~3 ms). An existing object is then reported
+        # mapped as a whole: conservative (never "deallocated" where data may be).
+        obj = max(self._object_size, self._block_size)
+        first_end = min(offset + length, (offset // obj + 1) * obj)
+
+        def walk() -> None:
+            image.diff_iterate(
+                offset, first_end - offset, None, collect, include_parent=True, whole_object=False
             )
+            if first_end < offset + length:
+                image.diff_iterate(
+                    first_end,
+                    offset + length - first_end,
+                    None,
+                    collect,
+                    include_parent=True,
+                    whole_object=True,
+                )
+
+        try:
+            await asyncio.to_thread(walk)
         except Exception as exc:
             raise self._fail(exc, "mapping extents")
         bs = self._block_size
@@ -783,6 +796,7 @@ async def open_rbd(
     data_pool: str | None = None,
     cache: bool = False,
     osd_op_timeout: int = 30,
+    options: dict[str, str] | None = None,
     **_: object,
 ) -> RbdBackend:
     """Registry factory for the ``rbd`` backend.
@@ -796,7 +810,10 @@ async def open_rbd(
         raise ConfigError(f"{pool}/{image}: block_size must be 512 or 4096, not {block_size}")
     if settings is None:
         settings = CephSettings(
-            conf=conf, client=client or "client.admin", cluster=cluster or "ceph"
+            conf=conf,
+            client=client or "client.admin",
+            cluster=cluster or "ceph",
+            options=dict(options or {}),
         )
     backend = RbdBackend(
         settings,

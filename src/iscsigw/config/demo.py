@@ -22,9 +22,11 @@ from ..errors import ConfigError
 from .file_store import FileConfigStore
 from .model import timestamp
 from .names import format_endpoint, validate_gateway_name, validate_ip, validate_port
+from .store import ConfigStore
 
 DEMO_IQN = "iqn.2026-11.io.iscsigw:demo"
 DEMO_DISK = "demo/disk0"
+DEMO_RBD_IMAGE = "demo_disk0"  # with the RADOS store: POOL/demo_disk0, an RBD image
 DEMO_SIZE = 1 << 30
 CONFIG_NAME = "gateway.conf"
 
@@ -73,19 +75,25 @@ def _check_portals(portals: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return list(dict.fromkeys(out))
 
 
-def _seed(doc: dict[str, Any], gateway_name: str, endpoints: list[tuple[str, int]]) -> None:
+def _seed(
+    doc: dict[str, Any],
+    gateway_name: str,
+    endpoints: list[tuple[str, int]],
+    demo_disk: str = DEMO_DISK,
+    backstore: str = "file",
+) -> None:
     """Add what is missing of the demo setup to the raw document (idempotent)."""
     now = timestamp()
     gateways = doc.setdefault("gateways", {})
     disks = doc.setdefault("disks", {})
     targets = doc.setdefault("targets", {})
     gw = gateways.setdefault(gateway_name, {"active_luns": 0, "created": now, "updated": now})
-    if DEMO_DISK not in disks:
-        pool, image = DEMO_DISK.split("/")
-        disks[DEMO_DISK] = {
+    if demo_disk not in disks:
+        pool, image = demo_disk.split("/")
+        disks[demo_disk] = {
             "pool": pool,
             "image": image,
-            "backstore": "file",
+            "backstore": backstore,
             "size": DEMO_SIZE,
             "wwn": str(uuid.uuid4()),
             "owner": gateway_name,
@@ -96,7 +104,7 @@ def _seed(doc: dict[str, Any], gateway_name: str, endpoints: list[tuple[str, int
         gw["active_luns"] = int(gw.get("active_luns", 0)) + 1
     target = targets.get(DEMO_IQN)
     if target is None:
-        mapped = any(DEMO_DISK in t.get("disks", {}) for t in targets.values())
+        mapped = any(demo_disk in t.get("disks", {}) for t in targets.values())
         target = targets[DEMO_IQN] = {
             "acl_enabled": False,
             "auth_required": True,
@@ -108,7 +116,7 @@ def _seed(doc: dict[str, Any], gateway_name: str, endpoints: list[tuple[str, int
             },
             "controls": {},
             "portals": {},
-            "disks": {} if mapped else {DEMO_DISK: {"lun_id": 0}},
+            "disks": {} if mapped else {demo_disk: {"lun_id": 0}},
             "clients": {},
             "groups": {},
             "alias": "iscsigw demo",
@@ -146,23 +154,33 @@ def ensure_sparse_file(path: Path, size: int) -> None:
 
 
 def seed_demo(
-    data_dir: str | os.PathLike[str], gateway_name: str, portals: list[tuple[str, int]]
+    data_dir: str | os.PathLike[str],
+    gateway_name: str,
+    portals: list[tuple[str, int]],
+    *,
+    store: ConfigStore | None = None,
+    rbd_pool: str | None = None,
 ) -> DemoInfo:
-    """Create (or reuse) the demo target in ``DATA_DIR/gateway.conf``; see module docstring."""
+    """Create (or reuse) the demo target in ``DATA_DIR/gateway.conf`` (or in ``store``); see
+    module docstring. With ``rbd_pool`` the demo disk is the RBD image ``POOL/demo_disk0``
+    (created by the gateway that opens it first)."""
     validate_gateway_name(gateway_name, "gateway")
     endpoints = _check_portals(portals)
     data = Path(data_dir)
-    store = FileConfigStore(data / CONFIG_NAME)
-    store.commit(lambda doc: _seed(doc, gateway_name, endpoints))
+    if store is None:
+        store = FileConfigStore(data / CONFIG_NAME)
+    demo_disk = f"{rbd_pool}/{DEMO_RBD_IMAGE}" if rbd_pool else DEMO_DISK
+    backstore = "rbd" if rbd_pool else "file"
+    store.commit(lambda doc: _seed(doc, gateway_name, endpoints, demo_disk, backstore))
     config, _ = store.load()
-    disk = config.disks[DEMO_DISK]
+    disk = config.disks[demo_disk]
     if disk.backstore == "file":
         try:
             ensure_sparse_file(disk.file_path(data), disk.size)
         except OSError as exc:
             raise ConfigError(f"{disk.file_path(data)}: cannot create the demo disk: {exc}")
     target = config.targets[DEMO_IQN]
-    lun_id = target.disks.get(DEMO_DISK, min(target.disks.values(), default=0))
+    lun_id = target.disks.get(demo_disk, min(target.disks.values(), default=0))
     auth = target.auth
     ip, port = endpoints[0]
     url = iscsi_url(ip, port, DEMO_IQN, lun_id, auth.username, auth.password)

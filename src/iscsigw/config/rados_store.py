@@ -39,6 +39,7 @@ from typing import Any
 from ..errors import ConfigError
 from .file_store import EpochConflict, Mutator
 from .model import CONFIG_VERSION, GatewayConfig, timestamp
+from .settings import CephConnection
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class RadosConfigStore:
         connect_timeout: int = 15,
         watch_timeout: int = 10,
         notify_timeout_ms: int = 2000,
+        options: dict[str, str] | None = None,
     ) -> None:
         self.pool = pool
         self.obj = obj
@@ -173,6 +175,9 @@ class RadosConfigStore:
         self.connect_timeout = connect_timeout
         self.watch_timeout = watch_timeout
         self.notify_timeout_ms = notify_timeout_ms
+        # A cluster that went away must not hang a gateway forever (librados waits for an OSD
+        # without limit by default): reads, commits and unwatch fail after this many seconds.
+        self.options = {"rados_osd_op_timeout": str(connect_timeout), **(options or {})}
         self._rados_mod: Any = None
         self._cluster: Any = None
         self._ioctx: Any = None
@@ -180,8 +185,27 @@ class RadosConfigStore:
         self._watches: list[ConfigWatch] = []
         self._notifies: set[Any] = set()
 
+    @classmethod
+    def for_connection(
+        cls, conn: CephConnection, pool: str = "rbd", obj: str = "gateway.conf", **kwargs: Any
+    ) -> RadosConfigStore:
+        """The store of ``iscsi-gateway.cfg``'s cluster (``GatewaySettings.ceph_connection()``)."""
+        return cls(
+            pool,
+            obj,
+            conf=conn.conf,
+            client=conn.client,
+            cluster=conn.cluster,
+            options=conn.options(),
+            **kwargs,
+        )
+
     def __repr__(self) -> str:
         return f"RadosConfigStore({self.pool!r}, {self.obj!r})"
+
+    def change_token(self) -> object:
+        """The ``epoch`` xattr: what ``store.change_token`` compares (one small read)."""
+        return self.read_epoch()
 
     @property
     def where(self) -> str:
@@ -200,6 +224,7 @@ class RadosConfigStore:
                     client=self.client,
                     cluster=self.cluster,
                     connect_timeout=self.connect_timeout,
+                    options=self.options,
                 )
                 try:
                     cluster = connect(settings)
@@ -392,3 +417,39 @@ class RadosConfigStore:
             raise ConfigError(f"{self.where}: cannot watch the configuration: {exc}")
         self._watches.append(w)
         return w
+
+
+def config_key_values(conn: CephConnection, keys: list[str], timeout: int = 15) -> dict[str, str]:
+    """``ceph config-key get`` of each key (missing keys are left out); blocking.
+
+    What ``config://KEY`` values of iscsi-gateway.cfg resolve to (as ceph-iscsi does)."""
+    _rados()
+    from ..backends.rbd import CephSettings, connect
+
+    settings = CephSettings(
+        conf=conn.conf,
+        client=conn.client,
+        cluster=conn.cluster,
+        connect_timeout=timeout,
+        options=conn.options(),
+    )
+    try:
+        cluster = connect(settings)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"cannot connect to Ceph ({settings.conf_path}): {exc}")
+    out: dict[str, str] = {}
+    try:
+        for key in keys:
+            ret, value, err = cluster.mon_command(
+                json.dumps({"prefix": "config-key get", "key": key}), b"", timeout=timeout
+            )
+            if ret == -errno.ENOENT:
+                continue
+            if ret < 0:
+                raise ConfigError(f"config-key get {key}: {err or errno.errorcode.get(-ret, ret)}")
+            out[key] = bytes(value).decode()
+    finally:
+        cluster.shutdown()
+    return out

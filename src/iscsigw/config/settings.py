@@ -9,8 +9,21 @@ ceph-iscsi means the same thing here. Differences, on purpose:
 * unknown keys are not silently ignored: they are collected in ``GatewaySettings.unknown``
   and logged as one warning (e.g. the docs' ``gateway_keyring``, which ceph-iscsi never read);
 * a bad value is refused with a message naming the section, key and rule;
-* ``config://`` values (fetched from the Ceph monitors by ceph-iscsi) are refused with a clear
-  error until the Ceph integration lands.
+* ``config://KEY`` values are fetched from the monitors' config-key store (``ceph config-key
+  get KEY``) as ceph-iscsi does, over the connection the same file describes (``cluster_name``,
+  ``cluster_client_name``, ``ceph_config_dir``/``ceph_conf``, which cannot be ``config://``);
+  ``parse_settings`` without a resolver refuses them with a clear error.
+
+iscsigw extensions (not ceph-iscsi 3.5 settings, documented in docs/ceph.md):
+
+* ``ceph_conf``: the cluster's configuration file. Default: ``<ceph_config_dir>/<cluster_name>.conf``
+  when ``ceph_config_dir`` is set in the file (ceph-iscsi's rule), else ``$CEPH_CONF``, else
+  ``/etc/ceph/<cluster_name>.conf``.
+* ``config_store``: where ``gateway.conf`` lives: ``rados`` (object ``gateway_conf`` in
+  ``pool``, shared by every gateway of the cluster, as ceph-iscsi), ``file`` (``DATA_DIR/gateway.conf``)
+  or ``auto`` (the default): ``rados`` when the file sets ``pool``, ``gateway_conf``,
+  ``ceph_conf`` or ``ceph_config_dir``, else ``file``. ``cluster_name`` alone does not select
+  RADOS: ceph-iscsi's sample cfg sets it everywhere.
 
 ``[target]`` accepts the target controls (``cmdsn_depth`` …) and the disk controls
 (``max_data_area_mb`` …) with the ranges of ``config.model``.
@@ -21,6 +34,7 @@ from __future__ import annotations
 import configparser
 import hashlib
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -91,6 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("config", "ceph_config_dir", "str", "/etc/ceph"),
     _S("config", "gateway_conf", "str", "gateway.conf"),
     _S("config", "ceph_user", "str", "admin"),
+    _S("config", "ceph_conf", "str", ""),  # iscsigw extension
+    _S("config", "config_store", "choice", "auto", choices=("auto", "file", "rados")),  # ext.
     _S("config", "api_host", "str", "::"),
     _S("config", "api_port", "int", 5000, 1, 65535),
     _S("config", "api_secure", "bool", True),
@@ -118,7 +134,34 @@ SETTINGS: tuple[Setting, ...] = (
 )
 SECTIONS = ("config", "device_status", "target")
 # Settings left out of /api/sysinfo/checkconf's hash (they may differ between gateways).
-_HASH_EXCLUDED = frozenset({"cluster_client_name", "logger_level"})
+_HASH_EXCLUDED = frozenset({"cluster_client_name", "logger_level", "ceph_conf"})
+# How to reach the cluster: these can never come from the cluster (config://).
+CONNECTION_KEYS = frozenset(
+    {"cluster_name", "cluster_client_name", "ceph_config_dir", "ceph_conf", "config_store"}
+)
+# Setting any of these in the file selects the RADOS config store (config_store = auto).
+_RADOS_HINTS = ("pool", "gateway_conf", "ceph_conf", "ceph_config_dir")
+CONFIG_KEY_PREFIX = "config://"
+
+
+@dataclass(frozen=True)
+class CephConnection:
+    """How this gateway reaches its Ceph cluster (no Ceph import: plain values).
+
+    ``conf`` None means ``$CEPH_CONF``, else ``/etc/ceph/<cluster>.conf`` (decided when
+    connecting); ``keyring`` None means whatever the conf file / librados defaults name.
+    """
+
+    conf: str | None = None
+    client: str = "client.admin"
+    cluster: str = "ceph"
+    keyring: str | None = None
+
+    def options(self) -> dict[str, str]:
+        return {"keyring": self.keyring} if self.keyring else {}
+
+
+ConfigKeyResolver = Callable[[CephConnection, list[str]], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -131,6 +174,8 @@ class GatewaySettings:
     ceph_config_dir: str = "/etc/ceph"
     gateway_conf: str = "gateway.conf"
     ceph_user: str = "admin"
+    ceph_conf: str = ""
+    config_store: str = "auto"
     api_host: str = "::"
     api_port: int = 5000
     api_secure: bool = True
@@ -171,6 +216,29 @@ class GatewaySettings:
         """Where the TLS files live: the cfg file's directory (``/etc/ceph``)."""
         return self.path.parent if self.path is not None else Path(self.ceph_config_dir)
 
+    @property
+    def uses_rados_store(self) -> bool:
+        """Whether ``gateway.conf`` lives in RADOS (see ``config_store`` in the docstring)."""
+        if self.config_store != "auto":
+            return self.config_store == "rados"
+        return any(name in self.explicit for name in _RADOS_HINTS)
+
+    def ceph_connection(self) -> CephConnection:
+        """The cluster connection the file describes (ceph-iscsi's rules, plus ``ceph_conf``)."""
+        client = self.cluster_client_name
+        client = client if "." in client else f"client.{client}"
+        conf: str | None = None
+        keyring: str | None = None
+        if self.ceph_conf:
+            conf = str(Path(self.ceph_conf).expanduser())
+        if "ceph_config_dir" in self.explicit:
+            directory = Path(self.ceph_config_dir).expanduser()
+            conf = conf or str(directory / f"{self.cluster_name}.conf")
+            candidate = directory / f"{self.cluster_name}.{client}.keyring"
+            if candidate.is_file():
+                keyring = str(candidate)
+        return CephConnection(conf=conf, client=client, cluster=self.cluster_name, keyring=keyring)
+
     def target_control_default(self, name: str) -> int | bool:
         return self.target_defaults.get(name, TARGET_CONTROLS[name].default)
 
@@ -202,14 +270,75 @@ _check_table()
 _BY_KEY = {(row.section, row.name): row for row in SETTINGS}
 
 
-def parse_settings(text: str, path: Path | None = None) -> GatewaySettings:
-    """Parse the INI text; raise ConfigError naming the first bad key and its rule."""
+def _resolve_config_keys(
+    parser: configparser.ConfigParser, where: str, resolve: ConfigKeyResolver | None
+) -> dict[tuple[str, str], str]:
+    """``{(section, key): value}`` for every ``config://`` value, fetched from the monitors."""
+    wanted: dict[tuple[str, str], str] = {}
+    for section in parser.sections():
+        if section not in SECTIONS:
+            continue
+        for key, raw in parser.items(section):
+            text = raw.strip()
+            if not text.startswith(CONFIG_KEY_PREFIX):
+                continue
+            if section == "config" and key in CONNECTION_KEYS:
+                raise ConfigError(
+                    f"{where}: [config] {key} = {text}: the cluster connection settings "
+                    f"({', '.join(sorted(CONNECTION_KEYS))}) cannot come from the cluster itself"
+                )
+            name = text[len(CONFIG_KEY_PREFIX) :]
+            if not name:
+                raise ConfigError(f"{where}: [{section}] {key} = {text}: no config-key name")
+            wanted[(section, key)] = name
+    if not wanted:
+        return {}
+    if resolve is None:
+        (section, key), name = next(iter(wanted.items()))
+        raise ConfigError(
+            f"{where}: [{section}] {key} = config://{name}: 'config://' values (read from the "
+            "Ceph monitors' config-key store) need the cluster; load the file with "
+            "load_settings, or write the value itself into the file"
+        )
+    # The connection comes from the file's own (literal) connection settings.
+    conn_values: dict[str, Any] = {}
+    for key in CONNECTION_KEYS:
+        if parser.has_option("config", key):
+            conn_values[key] = _BY_KEY[("config", key)].parse(parser.get("config", key))
+    conn = GatewaySettings(**conn_values, explicit=frozenset(conn_values)).ceph_connection()
+    try:
+        values = resolve(conn, sorted(set(wanted.values())))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: cannot resolve its config:// values: {exc}")
+    out: dict[tuple[str, str], str] = {}
+    for (section, key), name in wanted.items():
+        if name not in values:
+            raise ConfigError(
+                f"{where}: [{section}] {key} = config://{name}: the monitors have no "
+                f"config-key {name!r} (set it with: ceph config-key set {name} VALUE)"
+            )
+        out[(section, key)] = values[name]
+    return out
+
+
+def parse_settings(
+    text: str, path: Path | None = None, *, resolve: ConfigKeyResolver | None = None
+) -> GatewaySettings:
+    """Parse the INI text; raise ConfigError naming the first bad key and its rule.
+
+    ``resolve(connection, keys) -> {key: value}`` fetches ``config://`` values; without it
+    they are refused."""
     where = str(path) if path is not None else "iscsi-gateway.cfg"
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     try:
         parser.read_string(text, source=where)
     except configparser.Error as exc:
         raise ConfigError(f"{where}: not a valid INI file: {exc}".replace("\n", " "))
+    try:
+        fetched = _resolve_config_keys(parser, where, resolve)
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}")
     values: dict[str, Any] = {}
     unknown: list[str] = []
     target_defaults: dict[str, int | bool] = {}
@@ -219,13 +348,12 @@ def parse_settings(text: str, path: Path | None = None) -> GatewaySettings:
             unknown.append(f"[{section}]")
             continue
         for key, raw in parser.items(section):
+            raw = fetched.get((section, key), raw)
             if section == "target":
                 ctl = TARGET_CONTROLS.get(key) or DISK_CONTROLS.get(key)
                 if ctl is None:
                     unknown.append(f"[target] {key}")
                     continue
-                if raw.strip().startswith("config://"):
-                    Setting("target", key, "str", "").parse(raw)
                 value = ctl.parse(raw.strip(), f"{where}: [target] {key}")
                 (target_defaults if key in TARGET_CONTROLS else disk_defaults)[key] = value
                 continue
@@ -254,7 +382,17 @@ def parse_settings(text: str, path: Path | None = None) -> GatewaySettings:
     )
 
 
-def load_settings(path: str | Path) -> GatewaySettings:
+def fetch_config_keys(conn: CephConnection, keys: list[str]) -> dict[str, str]:
+    """The default resolver: ``config-key get`` on the monitors (needs Ceph's bindings)."""
+    from .rados_store import config_key_values  # imports rados only when a value asks for it
+
+    return config_key_values(conn, keys)
+
+
+def load_settings(
+    path: str | Path, *, resolve: ConfigKeyResolver | None = fetch_config_keys
+) -> GatewaySettings:
+    """Read and parse the file; ``config://`` values are fetched from the monitors."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -262,16 +400,20 @@ def load_settings(path: str | Path) -> GatewaySettings:
         raise ConfigError(f"{p}: no such settings file (iscsi-gateway.cfg)")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the settings file: {exc.strerror}")
-    return parse_settings(text, p)
+    return parse_settings(text, p, resolve=resolve)
 
 
 __all__ = [
     "CERT_NAME",
+    "CONNECTION_KEYS",
     "DEFAULT_CFG_PATH",
     "KEY_NAME",
     "SETTINGS",
+    "CephConnection",
+    "ConfigKeyResolver",
     "GatewaySettings",
     "Setting",
+    "fetch_config_keys",
     "load_settings",
     "parse_settings",
 ]

@@ -34,6 +34,7 @@ log = logging.getLogger("iscsigw.watch")
 
 POLL_INTERVAL = 0.2
 SAFETY_INTERVAL = 30.0  # pushed stores: re-read this often even without a notify
+STOP_TIMEOUT = 3.0  # seconds stop() waits for the store's watch to close
 HISTORY = 64
 
 
@@ -185,7 +186,10 @@ class ConfigWatcher:
                 await task
         watch, self._watch = self._watch, None
         if watch is not None:
-            await asyncio.to_thread(watch.close)
+            try:  # an unreachable cluster must not hold the shutdown up
+                await asyncio.wait_for(asyncio.to_thread(watch.close), STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning("closing the configuration watch timed out; going on")
 
 
 __all__ = ["POLL_INTERVAL", "ApplyOutcome", "ConfigWatcher"]
