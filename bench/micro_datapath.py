@@ -23,18 +23,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from iscsigw.backends.file import open_file  # noqa: E402
-from iscsigw.backends.memory import MemoryBackend  # noqa: E402
-from iscsigw.iscsi import pdu as P  # noqa: E402
-from iscsigw.iscsi.auth import ChapSecrets  # noqa: E402
-from iscsigw.iscsi.connection import Connection  # noqa: E402
-from iscsigw.iscsi.events import CommandReady, LoginCompleted  # noqa: E402
-from iscsigw.iscsi.framing import encode_bytes  # noqa: E402
-from iscsigw.iscsi.keys import TargetSettings  # noqa: E402
-from iscsigw.scsi.identity import LuIdentity  # noqa: E402
-from iscsigw.scsi.lun import LogicalUnit  # noqa: E402
-from iscsigw.scsi.target import LunMap  # noqa: E402
-from iscsigw.scsi.task import ITNexus, ScsiCommand  # noqa: E402
+from iscsigw.backends.file import open_file
+from iscsigw.backends.memory import MemoryBackend
+from iscsigw.iscsi import pdu as P
+from iscsigw.iscsi.auth import ChapSecrets
+from iscsigw.iscsi.connection import Connection
+from iscsigw.iscsi.events import CommandReady, LoginCompleted
+from iscsigw.iscsi.framing import encode_bytes
+from iscsigw.iscsi.keys import TargetSettings
+from iscsigw.scsi.identity import LuIdentity
+from iscsigw.scsi.lun import LogicalUnit
+from iscsigw.scsi.target import LunMap
+from iscsigw.scsi.task import ITNexus, ScsiCommand
 
 TARGET = "iqn.2026-11.io.iscsigw:bench"
 INITIATOR = "iqn.2026-11.io.iscsigw:bench-initiator"
