@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import functools
 import json
 import os
 import tempfile
@@ -126,26 +127,15 @@ class FileConfigStore:
         """
         with self._locked():
             current = self._read_raw()
-            epoch = 0 if current is None else current.get("epoch", 0)
-            if isinstance(epoch, bool) or not isinstance(epoch, int):
-                raise ConfigError(f"{self.path}: epoch {epoch!r} is not an integer")
-            if expect_epoch is not None and expect_epoch != epoch:
-                raise EpochConflict(self.path, expect_epoch, epoch)
-            before = GatewayConfig.empty_dict() if current is None else current
-            doc = copy.deepcopy(before)
-            mutator(doc)
-            if current is not None and doc == before:
+            epoch, doc = next_document(
+                current,
+                mutator,
+                expect_epoch,
+                str(self.path),
+                functools.partial(EpochConflict, self.path),
+            )
+            if doc is None:
                 return epoch
-            now = timestamp()
-            doc.setdefault("version", CONFIG_VERSION)
-            doc["epoch"] = epoch + 1
-            doc["updated"] = now
-            if not doc.get("created"):
-                doc["created"] = now
-            try:
-                GatewayConfig.from_dict(doc)
-            except ConfigError as exc:
-                raise ConfigError(f"change refused, nothing was written: {exc}")
             try:
                 self._write_atomically(doc)
             except OSError as exc:
@@ -176,3 +166,36 @@ class FileConfigStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def next_document(
+    current: dict[str, Any] | None,
+    mutator: Callable[[dict[str, Any]], None],
+    expect_epoch: int | None,
+    where: str,
+    conflict: Callable[[int, int], ConfigError],
+) -> tuple[int, dict[str, Any] | None]:
+    """The step every store's commit shares: check the epoch, apply ``mutator`` to a copy of
+    ``current``, stamp and validate the result. Returns ``(current epoch, new document)``, the
+    document None when the mutator changed nothing (on an existing document)."""
+    epoch = 0 if current is None else current.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int):
+        raise ConfigError(f"{where}: epoch {epoch!r} is not an integer")
+    if expect_epoch is not None and expect_epoch != epoch:
+        raise conflict(expect_epoch, epoch)
+    before = GatewayConfig.empty_dict() if current is None else current
+    doc = copy.deepcopy(before)
+    mutator(doc)
+    if current is not None and doc == before:
+        return epoch, None
+    now = timestamp()
+    doc.setdefault("version", CONFIG_VERSION)
+    doc["epoch"] = epoch + 1
+    doc["updated"] = now
+    if not doc.get("created"):
+        doc["created"] = now
+    try:
+        GatewayConfig.from_dict(doc)
+    except ConfigError as exc:
+        raise ConfigError(f"change refused, nothing was written: {exc}")
+    return epoch, doc

@@ -27,8 +27,8 @@ Callbacks of ``watch`` run on a librados thread unless a loop is given.
 from __future__ import annotations
 
 import asyncio
-import copy
 import errno
+import functools
 import json
 import logging
 import threading
@@ -37,8 +37,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
-from .file_store import EpochConflict, Mutator
-from .model import CONFIG_VERSION, GatewayConfig, timestamp
+from .file_store import EpochConflict, Mutator, next_document
+from .model import GatewayConfig
 from .settings import CephConnection
 
 log = logging.getLogger(__name__)
@@ -331,26 +331,15 @@ class RadosConfigStore:
         rados = self._rados_mod or _rados()
         for _ in range(_MAX_RETRIES):
             current, version = self._read_raw()
-            epoch = 0 if current is None else current.get("epoch", 0)
-            if isinstance(epoch, bool) or not isinstance(epoch, int):
-                raise ConfigError(f"{self.where}: epoch {epoch!r} is not an integer")
-            if expect_epoch is not None and expect_epoch != epoch:
-                raise RadosEpochConflict(self.where, expect_epoch, epoch)
-            before = GatewayConfig.empty_dict() if current is None else current
-            doc = copy.deepcopy(before)
-            mutator(doc)
-            if current is not None and doc == before:
+            epoch, doc = next_document(
+                current,
+                mutator,
+                expect_epoch,
+                self.where,
+                functools.partial(RadosEpochConflict, self.where),
+            )
+            if doc is None:
                 return epoch
-            now = timestamp()
-            doc.setdefault("version", CONFIG_VERSION)
-            doc["epoch"] = epoch + 1
-            doc["updated"] = now
-            if not doc.get("created"):
-                doc["created"] = now
-            try:
-                GatewayConfig.from_dict(doc)
-            except ConfigError as exc:
-                raise ConfigError(f"change refused, nothing was written: {exc}")
             data = (json.dumps(doc, indent=4, sort_keys=True) + "\n").encode()
             try:
                 self._write(rados, data, epoch + 1, version)
