@@ -109,8 +109,10 @@ class FileBackend:
         # at generation g makes everything <= g durable. Starts "dirty" so the first flush after
         # open also covers writes a previous process left in the page cache.
         self._write_gen = 1
-        # (write generation, start, end) of the last data run SEEK_DATA/SEEK_HOLE found.
+        # (hole generation, start, end) of the last data run SEEK_DATA/SEEK_HOLE found; the
+        # hole generation counts discards and resizes, the only things that make holes.
         self._data_run: tuple[int, int, int] | None = None
+        self._hole_gen = 0
         self._synced_gen = 0
         self._sync_task: asyncio.Task[None] | None = None
         # After a failed fdatasync Linux may have dropped the dirty pages and a retry would
@@ -164,6 +166,7 @@ class FileBackend:
 
     async def _write_zeros(self, fd: int, offset: int, length: int) -> None:
         self._write_gen += 1
+        self._note_write(offset, length)
         if length <= _INLINE_ZERO_LIMIT:
             try:
                 self._zero_fill(fd, offset, length)
@@ -194,6 +197,11 @@ class FileBackend:
         except OSError as exc:
             raise _translate(exc, self._path, "reading") from exc
 
+    def _note_write(self, offset: int, length: int) -> None:
+        run = self._data_run
+        if run is not None and offset <= run[2] < offset + length:
+            self._data_run = None  # the hole that ended the cached data run is filled now
+
     def read_slice(self, offset: int, length: int) -> FileSlice:
         """The range as a FileSlice for sendfile(2); the caller sends it before closing us."""
         return FileSlice(self._check(offset, length), offset, length)
@@ -202,6 +210,7 @@ class FileBackend:
         view = memoryview(data).cast("B")
         fd = self._check(offset, view.nbytes)
         self._write_gen += 1
+        self._note_write(offset, view.nbytes)
         if fua:
             await self._in_thread("writing", self._write_synced, fd, view, offset)
             return
@@ -258,6 +267,8 @@ class FileBackend:
         if length == 0:
             return
         self._write_gen += 1
+        self._hole_gen += 1
+        self._data_run = None
         if self._punch_supported:
             try:
                 await asyncio.to_thread(_punch_hole, fd, offset, length)
@@ -289,12 +300,15 @@ class FileBackend:
         end = offset + length
         mapped: list[tuple[int, int]] = []
         pos = offset
-        gen = self._write_gen
+        write_gen = self._write_gen
+        hole_gen = self._hole_gen
         while pos < end:
             known = self._data_run
-            if known is not None and known[0] == gen and known[1] <= pos < known[2]:
-                # Inside a data run found earlier with no write since: no syscall. tmpfs walks
-                # every page for SEEK_HOLE (15 ms per GiB), and QEMU asks before each read.
+            if known is not None and known[0] == hole_gen and known[1] <= pos < known[2]:
+                # Inside a data run found earlier: no syscall. Writes cannot create holes, so
+                # the run stays valid until a discard/resize or a write over its end (see
+                # _note_write). tmpfs walks every page for SEEK_HOLE (15 ms per GiB), and QEMU
+                # asks before each read.
                 data, hole_at = pos, known[2]
             else:
                 try:
@@ -308,7 +322,8 @@ class FileBackend:
                 if data >= end:
                     break
                 hole_at = os.lseek(fd, data, os.SEEK_HOLE)
-                self._data_run = (gen, data, hole_at)
+                if self._write_gen == write_gen and self._hole_gen == hole_gen:
+                    self._data_run = (hole_gen, data, hole_at)  # nothing changed meanwhile
             hole = min(hole_at, end)
             start = data - data % bs
             stop = min(-(-hole // bs) * bs, end)
@@ -342,6 +357,8 @@ class FileBackend:
         except OSError as exc:
             raise _translate(exc, self._path, "resizing") from exc
         self._write_gen += 1
+        self._hole_gen += 1
+        self._data_run = None
         self._size = size
 
     async def close(self) -> None:

@@ -441,3 +441,38 @@ async def test_close_flushes_and_then_refuses(tmp_path: Path, sync_spy: SyncSpy)
             await call
     data = Path(tmp_path / "pool" / "img").read_bytes()[:512]
     assert data == b"c" * 512
+
+
+async def test_extents_stay_right_through_the_data_run_cache(tmp_path: Path) -> None:
+    # The backend remembers the last data run it found; writes, discards and resizes must
+    # never let it report stale mapping (QEMU skips reading blocks reported deallocated).
+    mib = 1 << 20
+    be = await open_file(path=str(tmp_path / "d"), size=16 * mib, create=True)
+    try:
+        await be.write(0, b"a" * (4 * mib))
+        assert await be.extents(0, 16 * mib) == [
+            Extent(0, 4 * mib, True),
+            Extent(4 * mib, 12 * mib, False),
+        ]
+        # Served from the cache, and still right:
+        assert await be.extents(mib, mib) == [Extent(mib, mib, True)]
+        # A write over the run's end extends the data; the answer must follow.
+        await be.write(4 * mib, b"b" * mib)
+        assert await be.extents(2 * mib, 4 * mib) == [
+            Extent(2 * mib, 3 * mib, True),
+            Extent(5 * mib, mib, False),
+        ]
+        # A discard inside the cached run makes a hole the next answer must show.
+        assert await be.extents(0, 5 * mib) == [Extent(0, 5 * mib, True)]  # cached: [0, 5M)
+        await be.discard(2 * mib, mib)
+        assert await be.extents(0, 5 * mib) == [
+            Extent(0, 2 * mib, True),
+            Extent(2 * mib, mib, False),
+            Extent(3 * mib, 2 * mib, True),
+        ]
+        # So does a shrink followed by a grow (the regrown tail is a hole).
+        await be.resize(4 * mib)
+        await be.resize(8 * mib)
+        assert (await be.extents(3 * mib, 5 * mib))[-1] == Extent(4 * mib, 4 * mib, False)
+    finally:
+        await be.close()
