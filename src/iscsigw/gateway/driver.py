@@ -1,8 +1,10 @@
 """Pumps one TCP connection through a sans-IO ``iscsi.Connection``.
 
-An ``asyncio.Protocol`` rather than streams: bytes arrive in ``data_received`` with no extra
-task hop, and replies leave with one ``writelines`` per batch of events. Each SCSI command
-runs as its own task so a slow backend never stalls the reader (NOP pings keep flowing).
+Callbacks from ``rawsock.RawTransport``, not streams: bytes arrive in ``data_received`` with
+no task hop, and the replies of every command that finished in one loop iteration leave in one
+``writev`` (``sockwriter``), large reads by sendfile. A command runs eagerly: one that completes
+without waiting (a page-cache hit) never becomes a task; one that waits continues as a task, so
+a slow backend never stalls the reader (NOP pings keep flowing).
 """
 
 from __future__ import annotations
