@@ -293,9 +293,13 @@ class FileBackend:
         if length == 0:
             return []
         known = self._data_run
-        if known is not None and known[0] == self._hole_gen and known[1] <= offset:
-            if offset + length <= known[2]:
-                return [Extent(offset, length, True)]  # all inside the cached data run: no hop
+        if (
+            known is not None
+            and known[0] == self._hole_gen
+            and known[1] <= offset
+            and offset + length <= known[2]
+        ):
+            return [Extent(offset, length, True)]  # all inside the cached data run: no hop
         return await self._in_thread("mapping", self._extents, fd, offset, length)
 
     def _extents(self, fd: int, offset: int, length: int) -> list[Extent]:
