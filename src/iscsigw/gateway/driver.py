@@ -52,6 +52,7 @@ class IscsiProtocol:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._closed = False
         self._flush_pending = False
+        self._pumping = False
         self._writer: SocketWriter = None  # type: ignore[assignment]  # set in connection_made
 
     # -- transport callbacks ---------------------------------------------------------------------
@@ -104,11 +105,15 @@ class IscsiProtocol:
     def _pump(self) -> None:
         conn = self.conn
         assert conn is not None
-        while True:
-            ev = conn.next_event()
-            if ev is None:
-                break
-            self._handle(ev)
+        self._pumping = True
+        try:
+            while True:
+                ev = conn.next_event()
+                if ev is None:
+                    break
+                self._handle(ev)
+        finally:
+            self._pumping = False
         self._flush()
 
     def _schedule_flush(self) -> None:
@@ -257,7 +262,8 @@ class IscsiProtocol:
             conn.complete_command(ev.itt, failure, needed)
         finally:
             self._running.pop(ev.itt, None)
-            self._schedule_flush()
+            if not self._pumping:  # finished inside _pump (eagerly): the pump's flush sends it
+                self._schedule_flush()
 
     async def cancel_commands(self, itts: list[int]) -> None:
         tasks = [t for itt in itts if (t := self._running.pop(itt, None)) is not None]
