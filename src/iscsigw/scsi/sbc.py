@@ -224,10 +224,11 @@ async def write_and_verify(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
 # SYNCHRONIZE CACHE
 
 
-async def synchronize_cache(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
-    cdb = cmd.cdb
+def _checked_range_10_16(lu: LogicalUnit, cdb: bytes) -> None:
+    """LBA and block count of a 10-byte (LBA at 2, count at 7) or 16-byte (LBA at 2, count at
+    10) CDB of SYNCHRONIZE CACHE / PRE-FETCH, checked against the capacity (0 = to the end)."""
     try:
-        if cdb[0] == 0x35:
+        if cdb[0] in (0x35, 0x34):  # SYNCHRONIZE CACHE(10), PRE-FETCH(10)
             lba, n = u32(cdb, 2), u16(cdb, 7)
         else:
             lba, n = u64(cdb, 2), u32(cdb, 10)
@@ -236,6 +237,10 @@ async def synchronize_cache(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     cap = lu.capacity
     if lba > cap or lba + n > cap:
         raise CheckCondition.of(LBA_OUT_OF_RANGE)
+
+
+async def synchronize_cache(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
+    _checked_range_10_16(lu, cmd.cdb)
     await lu.backend.flush()
     return ScsiResult()
 
@@ -550,17 +555,7 @@ async def write_atomic16(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
 async def pre_fetch(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     """PRE-FETCH(10/16): nothing is cached in the gateway, so there is nothing to load; the
     range is checked and GOOD (not CONDITION MET) is returned."""
-    cdb = cmd.cdb
-    try:
-        if cdb[0] == 0x34:
-            lba, n = u32(cdb, 2), u16(cdb, 7)
-        else:
-            lba, n = u64(cdb, 2), u32(cdb, 10)
-    except struct.error:
-        raise invalid_field(0) from None
-    cap = lu.capacity
-    if lba > cap or lba + n > cap:
-        raise CheckCondition.of(LBA_OUT_OF_RANGE)
+    _checked_range_10_16(lu, cmd.cdb)
     return ScsiResult()
 
 
