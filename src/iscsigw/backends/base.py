@@ -24,6 +24,21 @@ class Extent:
     mapped: bool
 
 
+def extents_between(mapped: list[tuple[int, int]], offset: int, end: int) -> list[Extent]:
+    """[offset, end) as extents: the sorted, disjoint ``(start, stop)`` data runs in ``mapped``
+    are mapped, the gaps between them deallocated."""
+    out: list[Extent] = []
+    pos = offset
+    for start, stop in mapped:
+        if start > pos:
+            out.append(Extent(pos, start - pos, False))
+        out.append(Extent(start, stop - start, True))
+        pos = stop
+    if pos < end:
+        out.append(Extent(pos, end - pos, False))
+    return out
+
+
 class BlockBackend(Protocol):
     """A block device image: a file, an RBD image, a RAM buffer."""
 

@@ -41,7 +41,7 @@ from typing import TypeVar
 
 from .._types import Buffer
 from ..errors import BackendError, BackendNoSpace, BackendNotFound, ConfigError
-from .base import Extent, FileSlice
+from .base import Extent, FileSlice, extents_between
 
 log = logging.getLogger(__name__)
 
@@ -340,16 +340,7 @@ class FileBackend:
             else:
                 mapped.append((start, stop))
             pos = hole
-        out: list[Extent] = []
-        pos = offset
-        for start, stop in mapped:
-            if start > pos:
-                out.append(Extent(pos, start - pos, False))
-            out.append(Extent(start, stop - start, True))
-            pos = stop
-        if pos < end:
-            out.append(Extent(pos, end - pos, False))
-        return out
+        return extents_between(mapped, offset, end)
 
     # -- management ---------------------------------------------------------------------
 

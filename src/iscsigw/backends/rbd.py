@@ -67,7 +67,7 @@ import rbd
 
 from .._types import Buffer
 from ..errors import BackendError, BackendFenced, BackendNoSpace, BackendNotFound, ConfigError
-from .base import Extent, first_mismatch
+from .base import Extent, extents_between, first_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -731,16 +731,7 @@ class RbdBackend:
                 merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
             elif stop > start:
                 merged.append((start, stop))
-        out: list[Extent] = []
-        pos = offset
-        for start, stop in merged:
-            if start > pos:
-                out.append(Extent(pos, start - pos, False))
-            out.append(Extent(start, stop - start, True))
-            pos = stop
-        if pos < end:
-            out.append(Extent(pos, end - pos, False))
-        return out
+        return extents_between(merged, offset, end)
 
     # -- management ---------------------------------------------------------------------------
 
