@@ -70,12 +70,22 @@ class _Policy:
 
 
 def _cdb(write: bool, lba: int, blocks: int) -> bytes:
-    return bytes([0x2A if write else 0x28, 0]) + lba.to_bytes(4, "big") + bytes([0]) + blocks.to_bytes(2, "big") + bytes([0])
+    return (
+        bytes([0x2A if write else 0x28, 0])
+        + lba.to_bytes(4, "big")
+        + bytes([0])
+        + blocks.to_bytes(2, "big")
+        + bytes([0])
+    )
 
 
-async def run(ios: int, size: int, write: bool, depth: int, backend_kind: str) -> float:
+async def run(
+    ios: int, size: int, write: bool, depth: int, backend_kind: str, slow: bool = False
+) -> float:
     if backend_kind == "file":
-        path = Path(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)) / "disk"
+        path = (
+            Path(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)) / "disk"
+        )
         backend = await open_file(path=str(path), size=SIZE, create=True)
     else:
         backend = MemoryBackend(SIZE)
@@ -87,7 +97,12 @@ async def run(ios: int, size: int, write: bool, depth: int, backend_kind: str) -
         "HeaderDigest=None\0DataDigest=None\0MaxRecvDataSegmentLength=262144\0"
         "ImmediateData=Yes\0InitialR2T=Yes\0MaxBurstLength=1048576\0FirstBurstLength=262144\0"
     ).encode()
-    conn.receive_data(encode_bytes(P.login_request(isid=1, itt=0, cmdsn=1, csg=1, nsg=3, transit=True, data=keys)), 0.0)
+    conn.receive_data(
+        encode_bytes(
+            P.login_request(isid=1, itt=0, cmdsn=1, csg=1, nsg=3, transit=True, data=keys)
+        ),
+        0.0,
+    )
     ev = conn.next_event()
     assert isinstance(ev, LoginCompleted), ev
     conn.data_to_send()
@@ -104,7 +119,15 @@ async def run(ios: int, size: int, write: bool, depth: int, backend_kind: str) -
             lba = rnd.randrange(0, SIZE // 512 - blocks)
             chunk.append(
                 encode_bytes(
-                    P.scsi_command(itt, _cdb(write, lba, blocks), edtl=size, cmdsn=cmdsn, read=not write, write=write, data=payload)
+                    P.scsi_command(
+                        itt,
+                        _cdb(write, lba, blocks),
+                        edtl=size,
+                        cmdsn=cmdsn,
+                        read=not write,
+                        write=write,
+                        data=payload,
+                    )
                 )
             )
             cmdsn += 1
@@ -115,8 +138,16 @@ async def run(ios: int, size: int, write: bool, depth: int, backend_kind: str) -
         conn.receive_data(batch, 0.0)
         while (ev := conn.next_event()) is not None:
             assert isinstance(ev, CommandReady)
+            if not slow:
+                data = lu.execute_now(nexus, ev.cdb, ev.data, ev.expected_length)
+                if data is not None:
+                    conn.complete_good(ev.itt, data)
+                    continue
             result = await lunmap.execute(
-                ev.lun, ScsiCommand(ev.cdb, nexus, expected_length=ev.expected_length, data_out=ev.data, tag=ev.itt)
+                ev.lun,
+                ScsiCommand(
+                    ev.cdb, nexus, expected_length=ev.expected_length, data_out=ev.data, tag=ev.itt
+                ),
             )
             conn.complete_command(ev.itt, result, len(ev.data) if ev.write else None)
         for buf in conn.data_to_send():
@@ -127,23 +158,32 @@ async def run(ios: int, size: int, write: bool, depth: int, backend_kind: str) -
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--ios", type=int, default=50_000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--depth", type=int, default=32)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--backend", choices=("file", "memory"), default="file")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument(
+        "--slow",
+        action="store_true",
+        help="skip the READ/WRITE fast path (LogicalUnit.execute_now)",
+    )
     args = ap.parse_args()
-    coro = run(args.ios, args.size, args.write, args.depth, args.backend)
+    coro = run(args.ios, args.size, args.write, args.depth, args.backend, args.slow)
     if args.profile:
         prof = cProfile.Profile()
         us = prof.runcall(asyncio.run, coro)
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     else:
         us = asyncio.run(coro)
-    kind = "write" if args.write else "read"
-    print(f"{kind} {args.size} B QD{args.depth} {args.backend}: {us:.1f} us CPU per I/O ({1e6 / us:,.0f} IOPS on one core)")
+    kind = ("write" if args.write else "read") + (" (slow path)" if args.slow else "")
+    print(
+        f"{kind} {args.size} B QD{args.depth} {args.backend}: {us:.1f} us CPU per I/O ({1e6 / us:,.0f} IOPS on one core)"
+    )
 
 
 if __name__ == "__main__":

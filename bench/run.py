@@ -22,6 +22,7 @@ Python 3.11 standard library only; needs root only to install missing Debian pac
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as _dt
 import json
@@ -39,6 +40,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -620,6 +624,7 @@ class TgtTarget(Target):
 class IscsigwTarget(Target):
     kind = "iscsigw"
     exe: Path = VENV_BIN / "iscsigw"
+    tune = True  # set the session parameters given to start() (--params spec)
     URL_RE = re.compile(
         r"iSCSI URL: iscsi://([^%@/\s]+)%([^@/\s]+)@([\d.]+):(\d+)/(\S+?)/(\d+)\s*$"
     )
@@ -665,6 +670,8 @@ class IscsigwTarget(Target):
             if m and self._wait_listening(port):
                 user, password, host, p, iqn, lun = m.groups()
                 self.endpoint = Endpoint(host, int(p), iqn, int(lun), user, password)
+                if self.tune:
+                    self._reconfigure(iqn, params)
                 return
             last = self.reader.tail()
             why = (
@@ -681,6 +688,35 @@ class IscsigwTarget(Target):
                 raise BenchError(f"{self.exe} {why}:\n    {last}")
             log(f"{self.label}: port {port} taken (attempt {attempt + 1}); retrying")
         raise BenchError(f"{self.exe}: no free port in 3 attempts:\n    {last}")
+
+    def _reconfigure(self, iqn: str, params: dict[str, int | bool]) -> None:
+        """Set the target's session parameters the way an operator would: through the REST
+        API (ceph-iscsi's PUT /api/target/<iqn> mode=reconfigure), before any client logs in."""
+        assert self.reader is not None
+        m = self.reader.wait_for(re.compile(r"API URL: (http://([^:]+):([^@]+)@(\S+))"), 10)
+        if not m:
+            raise BenchError("iscsigw printed no 'API URL:' line")
+        _, user, password, hostport = m.groups()
+        controls = {
+            k: ("Yes" if v else "No") if isinstance(v, bool) else v for k, v in params.items()
+        }
+        body = urllib.parse.urlencode({"mode": "reconfigure", "controls": json.dumps(controls)})
+        req = urllib.request.Request(
+            f"http://{hostport}/api/target/{iqn}", data=body.encode(), method="PUT"
+        )
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+        req.add_header("Content-Type", "application/x-www-form-urlencoded")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as rsp:
+                rsp.read()
+        except (OSError, urllib.error.HTTPError) as exc:
+            detail = (
+                exc.read().decode(errors="replace")
+                if isinstance(exc, urllib.error.HTTPError)
+                else ""
+            )
+            raise BenchError(f"reconfiguring {iqn} through the API failed: {exc} {detail}") from exc
 
     def _wait_listening(self, port: int) -> bool:
         deadline = time.monotonic() + 10
@@ -1108,6 +1144,7 @@ def ceph_main(args: argparse.Namespace) -> int:
     info, versions = machine_info(), tool_versions()
     ws = [w for w in workloads(have) if not args.only or w.key in args.only.split(",")]
     IscsigwTarget.exe = Path(args.iscsigw)
+    IscsigwTarget.tune = args.params == "spec"
     workdir = Path(tempfile.mkdtemp(prefix="iscsigw-bench-ceph-"))
     cluster_dir: Path | None = None
     gw: IscsigwRbdTarget | None = None
@@ -1647,9 +1684,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--params",
         choices=("gateway", "spec"),
-        default="gateway",
-        help="session parameters for tgt: iscsigw's effective controls (default; falls "
-        "back to the spec values when iscsigw is not running) or the spec values",
+        default="spec",
+        help="session parameters: 'spec' (default) sets the performance issue's values on both "
+        "targets (on iscsigw through its REST API); 'gateway' leaves iscsigw at its own "
+        "controls (ceph-iscsi's defaults) and tunes tgt like it",
     )
     p.add_argument(
         "--digest",
@@ -1720,6 +1758,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     IscsigwTarget.exe = Path(args.iscsigw)
+    IscsigwTarget.tune = args.params == "spec"
     workdir = Path(tempfile.mkdtemp(prefix="iscsigw-bench-"))
     targets: list[Target] = []
     for label in args.targets:
@@ -1754,6 +1793,11 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"ERROR: {t.label} {t.error}")
                 rc = 1
                 continue
+            if t.kind == "iscsigw" and args.params == "spec":
+                gp = t.session_params() or {}
+                off = {k: gp.get(k) for k, v in params.items() if gp.get(k) != v}
+                if off:
+                    log(f"WARNING: iscsigw's stored controls differ from the spec values: {off}")
             if t.kind == "iscsigw" and args.params == "gateway":
                 gp = t.session_params()
                 if gp:

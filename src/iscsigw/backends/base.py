@@ -12,7 +12,7 @@ from typing import Protocol
 
 from .._types import Buffer, FileSlice
 
-__all__ = ["BlockBackend", "Extent", "FileSlice"]
+__all__ = ["BlockBackend", "Extent", "FileSlice", "SupportsImmediateIO", "immediate_io"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +88,32 @@ class BlockBackend(Protocol):
     async def close(self) -> None:
         """Release the image; no call follows."""
         ...
+
+
+class SupportsImmediateIO(Protocol):
+    """Optional capability: reads and non-FUA writes that complete without waiting.
+
+    A backend whose I/O lands in memory (the page cache of a local file, a RAM buffer) can do
+    it in the caller's thread at once; the SCSI layer's fast path then runs a READ or WRITE
+    without a coroutine chain. Same contract and errors as ``read``/``write``.
+    """
+
+    def read_now(self, offset: int, length: int) -> Buffer:
+        """``read``, done before returning."""
+        ...
+
+    def write_now(self, offset: int, data: Buffer) -> None:
+        """``write`` without FUA, done before returning (durable only after ``flush``)."""
+        ...
+
+
+def immediate_io(backend: object) -> SupportsImmediateIO | None:
+    """The backend itself when it can do immediate I/O, else None."""
+    if callable(getattr(backend, "read_now", None)) and callable(
+        getattr(backend, "write_now", None)
+    ):
+        return backend  # type: ignore[return-value]
+    return None
 
 
 class SupportsCompareAndWrite(Protocol):

@@ -178,6 +178,9 @@ class FileBackend:
     # -- datapath -----------------------------------------------------------------------
 
     async def read(self, offset: int, length: int) -> Buffer:
+        return self.read_now(offset, length)
+
+    def read_now(self, offset: int, length: int) -> Buffer:
         fd = self._check(offset, length)
         try:
             data = os.pread(fd, length, offset)
@@ -207,17 +210,28 @@ class FileBackend:
         return FileSlice(self._check(offset, length), offset, length)
 
     async def write(self, offset: int, data: Buffer, *, fua: bool = False) -> None:
+        if not fua:
+            self.write_now(offset, data)
+            return
         view = memoryview(data).cast("B")
         fd = self._check(offset, view.nbytes)
         self._write_gen += 1
         self._note_write(offset, view.nbytes)
-        if fua:
-            await self._in_thread("writing", self._write_synced, fd, view, offset)
-            return
+        await self._in_thread("writing", self._write_synced, fd, view, offset)
+
+    def write_now(self, offset: int, data: Buffer) -> None:
+        length = data.nbytes if isinstance(data, memoryview) else len(data)
+        fd = self._check(offset, length)
+        self._write_gen += 1
+        run = self._data_run
+        if run is not None and offset <= run[2] < offset + length:
+            self._data_run = None
         try:
-            n = os.pwrite(fd, view, offset)
-            while n < view.nbytes:  # short writes are rare on regular files, but legal
-                n += os.pwrite(fd, view[n:], offset + n)
+            n = os.pwrite(fd, data, offset)
+            if n < length:  # short writes are rare on regular files, but legal
+                view = memoryview(data).cast("B")
+                while n < length:
+                    n += os.pwrite(fd, view[n:], offset + n)
         except OSError as exc:
             raise _translate(exc, self._path, "writing") from exc
 

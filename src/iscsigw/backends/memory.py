@@ -28,10 +28,16 @@ class MemoryBackend:
         return True
 
     async def read(self, offset: int, length: int) -> Buffer:
+        return self.read_now(offset, length)
+
+    def read_now(self, offset: int, length: int) -> Buffer:
         return bytes(self._buf[offset : offset + length])
 
     async def write(self, offset: int, data: Buffer, *, fua: bool = False) -> None:
-        view = memoryview(data)
+        self.write_now(offset, data)
+
+    def write_now(self, offset: int, data: Buffer) -> None:
+        view = memoryview(data).cast("B")
         self._buf[offset : offset + view.nbytes] = view
 
     async def flush(self) -> None:

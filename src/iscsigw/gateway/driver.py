@@ -198,8 +198,25 @@ class IscsiProtocol:
 
     # -- SCSI commands ------------------------------------------------------------------------
     def _start_command(self, ev: CommandReady) -> None:
-        # Run eagerly: a page-cache hit completes without ever becoming a task, and its
-        # reply leaves with the rest of this batch in one send (see _pump).
+        # The common READ/WRITE on a healthy LU completes here, synchronously.
+        session = self.session
+        if session is not None:
+            lu = session.lun_map.get(ev.lun)
+            if lu is not None:
+                data = lu.execute_now(self.nexus, ev.cdb, ev.data, ev.expected_length)  # type: ignore[arg-type]
+                if data is not None:
+                    conn = self.conn
+                    assert conn is not None
+                    if ev.write:
+                        io_counters(lu).count(ev.cdb[0], 0, ev.expected_length)
+                    else:
+                        io_counters(lu).count(ev.cdb[0], ev.expected_length, 0)
+                        if isinstance(data, FileSlice) and conn.data_digest:
+                            data = data.materialize()  # the digest needs the bytes
+                    conn.complete_good(ev.itt, data)
+                    return
+        # Otherwise run eagerly: a command that completes without waiting never becomes a
+        # task, and its reply leaves with the rest of this batch in one send (see _pump).
         coro = self._run_command(ev)
         try:
             yielded = coro.send(None)

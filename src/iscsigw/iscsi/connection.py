@@ -100,28 +100,24 @@ _NO_SEQUENCES: dict[int, tuple[int, int, int]] = {}
 _NO_DATASN: dict[int, int] = {}
 
 
-class _Task:
-    """One SCSI command in flight. A plain slots class: one is made per I/O."""
+class _Task(CommandReady):
+    """One SCSI command in flight: the event the runtime gets, plus the transfer state.
+
+    A slots class: one is made per I/O. The Data-Out bookkeeping of solicited transfers
+    (``outstanding``, ``expected_datasn``) starts as shared empty dicts and gets its own only
+    when R2Ts are issued.
+    """
 
     __slots__ = (
-        "attr",
         "buf",
-        "cdb",
-        "cmdsn",
         "datain_pdus",
-        "edtl",
         "expected_datasn",
         "failed",
-        "itt",
-        "lun",
-        "lun_bytes",
         "next_r2t_offset",
         "outstanding",
         "r2tsn",
-        "read",
         "received",
         "unsolicited_limit",
-        "write",
     )
 
     def __init__(
@@ -140,10 +136,11 @@ class _Task:
         self.lun = lun
         self.lun_bytes = lun_bytes
         self.cdb = cdb
-        self.edtl = edtl
+        self.expected_length = edtl
         self.read = read
         self.write = write
-        self.attr = attr
+        self.data = b""
+        self.task_attr = attr
         self.cmdsn = cmdsn
         self.buf: bytearray | None = None
         self.received = 0  # bytes of Data-Out received so far
@@ -198,6 +195,7 @@ class Connection:
         self._first_burst = 65536
         self._initial_r2t = True
         self._immediate_data = True
+        self._ffp_normal = False  # Full Feature Phase of a normal session
         self._max_r2t = 1
         # timers
         self._login_deadline: float | None = now + self.timeouts.login
@@ -292,6 +290,64 @@ class Connection:
             return
         self._send_result(task, result, data_out_needed)
 
+    def complete_good(self, itt: int, data: Payload = b"") -> None:
+        """GOOD status for a command that transferred exactly its EDTL.
+
+        ``data`` is the Data-In of a read (all EDTL bytes), empty for a write that consumed
+        all its Data-Out. The reply of the common I/O without building a ``ScsiResult``;
+        anything else is handed to the general ``complete_command`` logic.
+        """
+        task = self.tasks.pop(itt, None)
+        if task is None or self.closed:
+            return
+        n = len(data)
+        edtl = task.expected_length
+        if n:
+            if n != edtl or not task.read or n > self._max_xmit or n > self._max_burst:
+                self._send_result(task, ScsiResult(data=data), None)
+                return
+            statsn = self.statsn
+            self.statsn = (statsn + 1) & 0xFFFFFFFF
+            hdr = _DATA_IN_STATUS_HDR.pack(
+                Opcode.DATA_IN,
+                0x81,
+                GOOD,
+                n,
+                task.lun_bytes,
+                itt,
+                RESERVED_TAG,
+                statsn,
+                self.expcmdsn,
+                self._maxcmdsn_now(),
+                0,
+                0,
+                0,
+            )
+            self._emit(hdr, data, n)
+            return
+        if task.read and edtl:
+            self._send_result(task, ScsiResult(), None)
+            return
+        statsn = self.statsn
+        self.statsn = (statsn + 1) & 0xFFFFFFFF
+        self._emit(
+            _SCSI_RSP_HDR.pack(
+                Opcode.SCSI_RSP,
+                0x80,
+                0,
+                GOOD,
+                0,
+                itt,
+                statsn,
+                self.expcmdsn,
+                self._maxcmdsn_now(),
+                task.r2tsn,
+                0,
+            ),
+            b"",
+            0,
+        )
+
     def complete_tmf(self, itt: int, response: int) -> None:
         if not self.closed:
             self._send(P.tmf_response(itt, response))
@@ -384,6 +440,13 @@ class Connection:
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self, pdu: Pdu) -> None:
+        if pdu.bhs[0] == Opcode.SCSI_CMD and self._ffp_normal:
+            # The hot path: the next in-order, non-immediate SCSI Command of a normal session.
+            sn = pdu.cmdsn
+            if sn == self.expcmdsn and not self._reorder and not self._skip_cmdsn:
+                self.expcmdsn = (sn + 1) & 0xFFFFFFFF
+                self._handle_scsi_cmd(pdu)
+                return
         op = pdu.opcode
         if self._login is not None:
             self._handle_login(pdu)
@@ -473,6 +536,7 @@ class Connection:
         self._initial_r2t = p.initial_r2t
         self._immediate_data = p.immediate_data
         self._max_r2t = max(1, p.max_outstanding_r2t)
+        self._ffp_normal = outcome.session_type == "Normal"
         self._text = TextExchange(
             self._send_targets,
             initiator_name=outcome.initiator_name,
@@ -567,9 +631,9 @@ class Connection:
 
     # ------------------------------------------------------------------ write data
     def _issue_r2ts(self, task: _Task) -> None:
-        while len(task.outstanding) < self._max_r2t and task.next_r2t_offset < task.edtl:
+        while len(task.outstanding) < self._max_r2t and task.next_r2t_offset < task.expected_length:
             offset = task.next_r2t_offset
-            length = min(self._max_burst, task.edtl - offset)
+            length = min(self._max_burst, task.expected_length - offset)
             ttt = self._new_ttt()
             task.outstanding[ttt] = (offset, length, 0)
             task.expected_datasn[ttt] = 0
@@ -636,7 +700,7 @@ class Connection:
                 task.outstanding[ttt] = (start, length, got)
         if (
             not task.outstanding
-            and task.next_r2t_offset >= task.edtl
+            and task.next_r2t_offset >= task.expected_length
             and RESERVED_TAG not in task.expected_datasn
         ):
             if task.failed:
@@ -647,27 +711,15 @@ class Connection:
 
     def _ready(self, task: _Task, data: Buffer) -> None:
         task.buf = None
-        self._events.append(
-            CommandReady(
-                itt=task.itt,
-                lun=task.lun,
-                lun_bytes=task.lun_bytes,
-                cdb=task.cdb,
-                expected_length=task.edtl,
-                read=task.read,
-                write=task.write,
-                data=data,
-                task_attr=task.attr,
-                cmdsn=task.cmdsn,
-            )
-        )
+        task.data = data
+        self._events.append(task)
 
     # ------------------------------------------------------------------ responses
     def _send_check(self, task: _Task, sense: bytes) -> None:
         self._send(P.scsi_response(task.itt, CHECK_CONDITION, sense=sense, exp_datasn=task.r2tsn))
 
     def _send_result(self, task: _Task, result: ScsiResult, data_out_needed: int | None) -> None:
-        edtl = task.edtl
+        edtl = task.expected_length
         status = result.status
         data = result.data
         n = len(data)

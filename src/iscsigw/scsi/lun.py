@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-from ..backends.base import BlockBackend
+from .._types import Buffer, Payload
+from ..backends.base import BlockBackend, immediate_io
 from ..errors import BackendError, BackendFenced, BackendNoSpace, BackendNotFound
 from .alua import AluaState, PortGroups
 from .cluster import LuCluster
@@ -25,6 +27,7 @@ from .gate import WriteGate
 from .identity import LuIdentity
 from .limits import BlockLimits
 from .pr import MemoryPrStore, PrAccess, PrState, PrStore
+from .sbc import ZERO_COPY_MIN
 from .sense import (
     ASYMMETRIC_ACCESS_STATE_CHANGED,
     BUS_DEVICE_RESET,
@@ -62,6 +65,16 @@ _ALUA_BLOCK: dict[AluaState, tuple[AluaAccess, SenseCode]] = {
 
 SANITIZE_IN_PROGRESS = SenseCode(0x2, 0x04, 0x1B)
 
+_RW10 = struct.Struct(">xBIxH").unpack_from  # flags, lba, length
+_RW16 = struct.Struct(">xBQI").unpack_from
+# Opcodes ``execute_now`` handles: READ/WRITE (10) and (16) -> (CDB decoder, writes?)
+_FAST_RW: dict[int, tuple[Callable[[bytes], tuple[int, int, int]], bool]] = {
+    0x28: (_RW10, False),
+    0x88: (_RW16, False),
+    0x2A: (_RW10, True),
+    0x8A: (_RW16, True),
+}
+
 # Locks [offset, offset+length) of the backing store against COMPARE AND WRITEs of other
 # processes (gateways) for the duration of one COMPARE AND WRITE.
 CawLock = Callable[[int, int], AbstractAsyncContextManager[None]]
@@ -93,6 +106,8 @@ class LogicalUnit:
         self.table = table if table is not None else DEFAULT_TABLE
         self.limits = limits if limits is not None else BlockLimits()
         self.counts = self.limits.for_block_size(self.block_size)
+        # The fast path (execute_now) stands for the default table's READ/WRITE handlers only.
+        self._immediate = immediate_io(backend) if self.table is DEFAULT_TABLE else None
         self.zero_block = bytes(self.block_size)
         # Mode page state (shared by all I_T nexuses)
         self.default_wce = write_cache
@@ -176,6 +191,7 @@ class LogicalUnit:
         the LU at each step. Should ``work`` fail, the groups stay Transitioning for the
         caller to retry or give up (6/2A/07 is then the caller's to report).
         """
+
         def shape(pg: PortGroups) -> list[tuple[int, AluaState, bool, tuple[int, ...]]]:
             return [(g.tpg_id, g.state, g.pref, g.port_ids) for g in pg.groups]
 
@@ -205,8 +221,7 @@ class LogicalUnit:
         self.set_port_groups(
             PortGroups(
                 tuple(
-                    replace(g, status_code=2) if g.tpg_id in changing else g
-                    for g in final.groups
+                    replace(g, status_code=2) if g.tpg_id in changing else g for g in final.groups
                 ),
                 final.implicit_transition_time,
             )
@@ -479,6 +494,74 @@ class LogicalUnit:
         key = nexus.key
         self._keys[id(nexus)] = (nexus, key)
         return key
+
+    def execute_now(
+        self, nexus: ITNexus, cdb: bytes, data_out: Buffer, expected_length: int
+    ) -> Payload | None:
+        """Run a plain READ or WRITE (10/16) at once, or return None for ``execute``.
+
+        The common I/O of a healthy LU: no unit attention for this nexus, no reservation, no
+        ALUA restriction, no sanitize, no write protection, write-back cache and no FUA, the
+        transfer length equal to EDTL, on a backend that completes immediately (page cache,
+        memory). These are the checks ``execute`` makes for such a command, without the
+        command table and the coroutine chain. Returns the Data-In (empty for a write). Any
+        doubt, including a backend error, returns None: the command then takes the full path,
+        which reports it with the right sense data.
+        """
+        io = self._immediate
+        if io is None:
+            return None
+        rw = _FAST_RW.get(cdb[0])
+        if rw is None:
+            return None
+        cluster = self.cluster
+        if cluster is not None:
+            cluster.refresh()  # what other gateways committed before this command
+        restricted = self._restricted
+        if (
+            (restricted and nexus.relative_port_id in restricted)
+            or self.sanitizing is not None
+            or self.remote_sanitize is not None
+            or self.sanitize_failed
+            or self.reservation_holder is not None
+            or self.pr_store.current.reservation is not None
+        ):
+            return None
+        q = self._ua.get(self._key(nexus))
+        if q is None or q:
+            return None
+        unpack, writes = rw
+        flags, lba, n = unpack(cdb)
+        bs = self.block_size
+        length = n * bs
+        if (
+            flags & 0xE0  # RD/WRPROTECT: no protection information here
+            or not n
+            or length != expected_length
+            or lba + n > self.backend.size // bs
+            or n > self.counts.max_transfer
+        ):
+            return None
+        try:
+            if writes:
+                if (
+                    flags & 0x08  # FUA
+                    or not self.wce
+                    or self.read_only
+                    or self.swp
+                    or self._gate.exclusive
+                    or len(data_out) != length
+                ):
+                    return None
+                io.write_now(lba * bs, data_out)
+                return b""
+            if length >= ZERO_COPY_MIN:
+                read_slice = getattr(io, "read_slice", None)
+                if read_slice is not None:
+                    return read_slice(lba * bs, length)  # type: ignore[no-any-return]
+            return io.read_now(lba * bs, length)
+        except BackendError:
+            return None
 
     async def execute(self, cmd: ScsiCommand) -> ScsiResult:
         cdb = cmd.cdb
