@@ -41,3 +41,38 @@ class FileSlice:
 
 # What a Data-In PDU can carry: bytes in memory, or a range of a file for sendfile(2).
 Payload: TypeAlias = Buffer | FileSlice
+
+
+class Segments:
+    """One logical buffer that arrived in pieces: views of receive buffers, in order.
+
+    Data-Out spread over several PDUs (or one PDU split across two receives) stays where the
+    socket put it; a file backend writes the pieces with one pwritev(2), anything that needs
+    contiguous bytes calls ``tobytes`` (one copy, no zero-fill).
+    """
+
+    __slots__ = ("nbytes", "parts")
+
+    def __init__(self, parts: list[Buffer]) -> None:
+        self.parts = parts
+        self.nbytes = sum(len(p) if not isinstance(p, memoryview) else p.nbytes for p in parts)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def tobytes(self) -> bytes:
+        return b"".join(self.parts)
+
+    __bytes__ = tobytes
+
+    def __repr__(self) -> str:
+        return f"<Segments parts={len(self.parts)} nbytes={self.nbytes}>"
+
+
+# Data received from an initiator: contiguous, or in pieces.
+Received: TypeAlias = Buffer | Segments
+
+
+def contiguous(data: Received) -> Buffer:
+    """``data`` as one buffer (joins Segments)."""
+    return data.tobytes() if isinstance(data, Segments) else data

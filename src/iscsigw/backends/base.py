@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from .._types import Buffer, FileSlice
+from .._types import Buffer, FileSlice, Received
 
 __all__ = ["BlockBackend", "Extent", "FileSlice", "SupportsImmediateIO", "immediate_io"]
 
@@ -102,8 +102,9 @@ class SupportsImmediateIO(Protocol):
         """``read``, done before returning."""
         ...
 
-    def write_now(self, offset: int, data: Buffer) -> None:
-        """``write`` without FUA, done before returning (durable only after ``flush``)."""
+    def write_now(self, offset: int, data: Received) -> None:
+        """``write`` without FUA, done before returning (durable only after ``flush``).
+        ``data`` may be ``Segments`` (write data still in its receive buffers)."""
         ...
 
 

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .._types import Buffer
+from .._types import Buffer, Received, Segments
 from ..errors import BackendError, BackendNoSpace, BackendNotFound, ConfigError
 from .base import Extent, FileSlice, extents_between
 
@@ -53,6 +53,7 @@ FALLOC_FL_PUNCH_HOLE = 0x02
 
 # Zero fills up to this size are done inline on the loop thread; larger ones go to a thread.
 _INLINE_ZERO_LIMIT = 1 << 20
+_IOV_MAX = 1024  # iovecs per pwritev(2) (Linux UIO_MAXIOV)
 _ZERO_CHUNK = bytes(1 << 20)
 
 _NOT_SUPPORTED = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
@@ -219,15 +220,22 @@ class FileBackend:
         self._note_write(offset, view.nbytes)
         await self._in_thread("writing", self._write_synced, fd, view, offset)
 
-    def write_now(self, offset: int, data: Buffer) -> None:
-        length = data.nbytes if isinstance(data, memoryview) else len(data)
+    def write_now(self, offset: int, data: Received) -> None:
+        length = data.nbytes if isinstance(data, memoryview | Segments) else len(data)
         fd = self._check(offset, length)
         self._write_gen += 1
         run = self._data_run
         if run is not None and offset <= run[2] < offset + length:
             self._data_run = None
         try:
-            n = os.pwrite(fd, data, offset)
+            if isinstance(data, Segments):
+                # Data-Out still in the receive buffers it arrived in: one pwritev, no join.
+                n = os.pwritev(fd, data.parts[:_IOV_MAX], offset)
+                if n == length:
+                    return
+                data = data.tobytes()  # short write or more pieces than one call takes
+            else:
+                n = os.pwrite(fd, data, offset)
             if n < length:  # short writes are rare on regular files, but legal
                 view = memoryview(data).cast("B")
                 while n < length:

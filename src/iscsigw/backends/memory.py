@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._types import Buffer
+from .._types import Buffer, Received, contiguous
 from .base import Extent
 
 
@@ -36,8 +36,8 @@ class MemoryBackend:
     async def write(self, offset: int, data: Buffer, *, fua: bool = False) -> None:
         self.write_now(offset, data)
 
-    def write_now(self, offset: int, data: Buffer) -> None:
-        view = memoryview(data).cast("B")
+    def write_now(self, offset: int, data: Received) -> None:
+        view = memoryview(contiguous(data)).cast("B")
         self._buf[offset : offset + view.nbytes] = view
 
     async def flush(self) -> None:

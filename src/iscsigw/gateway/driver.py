@@ -15,7 +15,7 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
-from .._types import Buffer, FileSlice
+from .._types import Buffer, FileSlice, contiguous
 from ..iostats import io_counters
 from ..iscsi.connection import SENSE_INTERNAL_FAILURE, SENSE_OVERFLOW, Connection
 from ..iscsi.constants import TmfFunction, TmfResponse
@@ -231,7 +231,7 @@ class IscsiProtocol:
         needed: int | None = None
         try:
             lunmap = session.lun_map
-            data = ev.data
+            data = contiguous(ev.data)  # the SCSI layer takes one buffer
             lu = lunmap.get(ev.lun)
             if ev.write:
                 needed = lu.data_out_length(ev.cdb) if lu is not None else 0

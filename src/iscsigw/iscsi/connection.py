@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._types import Buffer, FileSlice, Payload
+from .._types import Buffer, FileSlice, Payload, Received, Segments, contiguous
 from ..errors import DigestError, LoginError, PduFormatError, PduRejected, ProtocolError
 from ..scsi.task import CHECK_CONDITION, GOOD, ScsiResult
 from . import pdu as P
@@ -109,12 +109,12 @@ class _Task(CommandReady):
     """
 
     __slots__ = (
-        "buf",
         "datain_pdus",
         "expected_datasn",
         "failed",
         "next_r2t_offset",
         "outstanding",
+        "parts",
         "r2tsn",
         "received",
         "unsolicited_limit",
@@ -142,7 +142,9 @@ class _Task(CommandReady):
         self.data = b""
         self.task_attr = attr
         self.cmdsn = cmdsn
-        self.buf: bytearray | None = None
+        # Write data gathered so far: (buffer offset, bytes) in arrival order; None when the
+        # task is not (or no longer) waiting for Data-Out.
+        self.parts: list[tuple[int, Received]] | None = None
         self.received = 0  # bytes of Data-Out received so far
         self.next_r2t_offset = 0  # first byte not yet solicited
         self.r2tsn = 0
@@ -555,7 +557,7 @@ class Connection:
             return
         if pdu.ttt != RESERVED_TAG:
             raise PduRejected(RejectReason.INVALID_PDU_FIELD, "NOP-Out with a TTT and an ITT")
-        self._send(P.nop_in(pdu.itt, RESERVED_TAG, pdu.lun_bytes, pdu.data))
+        self._send(P.nop_in(pdu.itt, RESERVED_TAG, pdu.lun_bytes, contiguous(pdu.data)))
 
     def _handle_text(self, pdu: Pdu) -> None:
         assert self._text is not None
@@ -605,7 +607,7 @@ class Connection:
             self._ready(task, b"")
             return
         if n_imm > edtl:
-            imm = memoryview(imm)[:edtl]
+            imm = memoryview(contiguous(imm))[:edtl]
             n_imm = edtl
         if n_imm and not self._immediate_data:
             raise PduRejected(RejectReason.PROTOCOL_ERROR, "immediate data was negotiated off")
@@ -613,11 +615,9 @@ class Connection:
         if n_imm == edtl:
             self._ready(task, imm)
             return
-        task.buf = bytearray(edtl)
+        task.parts = [(0, imm)] if n_imm else []
         task.outstanding = {}
         task.expected_datasn = {}
-        if n_imm:
-            task.buf[:n_imm] = imm
         unsolicited = n_imm
         if not self._initial_r2t and not pdu.final:
             unsolicited = min(self._first_burst, edtl)
@@ -648,7 +648,7 @@ class Connection:
         itt = pdu.itt
         ttt = pdu.ttt
         task = self.tasks.get(itt)
-        if task is None or task.buf is None:
+        if task is None or task.parts is None:
             if itt in self._aborted_itts:
                 return  # Data-Out still in flight for an aborted task: drain silently
             raise PduRejected(
@@ -669,11 +669,13 @@ class Connection:
             ):
                 task.failed = True
             task.expected_datasn[RESERVED_TAG] = expected + 1
-            if not task.failed:
-                task.buf[offset : offset + n] = data
+            if not task.failed and n:
+                task.parts.append((offset, data))
             task.received += n
             if pdu.final:
                 del task.expected_datasn[RESERVED_TAG]
+                if task.received != task.unsolicited_limit:
+                    task.failed = True  # the first burst must be sent whole (RFC 7143 §13.14)
         else:
             seq = task.outstanding.get(ttt)
             if seq is None or self._r2t_by_ttt.get(ttt) is not task:
@@ -684,8 +686,8 @@ class Connection:
             expected = task.expected_datasn[ttt]
             if pdu.datasn != expected or offset != start + got or got + n > length:
                 task.failed = True
-            else:
-                task.buf[offset : offset + n] = data
+            elif n:
+                task.parts.append((offset, data))
             task.expected_datasn[ttt] = expected + 1
             got += n
             task.received += n
@@ -705,12 +707,13 @@ class Connection:
         ):
             if task.failed:
                 self.tasks.pop(task.itt, None)
+                task.parts = None
                 self._send_check(task, SENSE_DATA_PHASE)
             else:
-                self._ready(task, task.buf)
+                self._ready(task, _gathered(task.parts))
 
-    def _ready(self, task: _Task, data: Buffer) -> None:
-        task.buf = None
+    def _ready(self, task: _Task, data: Received) -> None:
+        task.parts = None
         task.data = data
         self._events.append(task)
 
@@ -847,6 +850,25 @@ _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 def _cut(data: Payload, n: int) -> Payload:
     return data.slice(0, n) if isinstance(data, FileSlice) else memoryview(data)[:n]
+
+
+def _gathered(parts: list[tuple[int, Received]]) -> Received:
+    """The Data-Out pieces of a task as one buffer, in buffer-offset order, without copying.
+
+    Every byte of [0, EDTL) arrived exactly once (the sequence checks made sure), so sorting
+    by offset is all it takes; with MaxOutstandingR2T=1 they are in order already.
+    """
+    if len(parts) == 1:
+        return parts[0][1]
+    if any(parts[i][0] > parts[i + 1][0] for i in range(len(parts) - 1)):
+        parts = sorted(parts, key=lambda p: p[0])
+    flat: list[Buffer] = []
+    for _, piece in parts:
+        if isinstance(piece, Segments):
+            flat.extend(piece.parts)
+        else:
+            flat.append(piece)
+    return Segments(flat)
 
 
 def task_received_unsolicited(task: _Task) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from .._types import contiguous
 from ..errors import PduRejected
 from .constants import FLAG_CONTINUE, FLAG_FINAL, RESERVED_TAG, Opcode, RejectReason
 from .keys import KEYS, NOT_UNDERSTOOD, REJECT
@@ -106,7 +107,7 @@ class TextExchange:
         if len(self._in) + pdu.data_length > TEXT_IN_MAX:
             self._reset()
             raise PduRejected(RejectReason.PROTOCOL_ERROR, "text request too long", bhs)
-        self._in += pdu.data
+        self._in += contiguous(pdu.data)
         if cont:
             self._ttt = _fresh(next_ttt)
             return text_response(itt, self._ttt, b"", final=False, cont=False)

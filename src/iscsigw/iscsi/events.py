@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._types import Buffer
+from .._types import Received
 
 if TYPE_CHECKING:
     from .login import LoginOutcome
@@ -53,7 +53,7 @@ class CommandReady(Event):
         expected_length: int,
         read: bool,
         write: bool,
-        data: Buffer,
+        data: Received,
         task_attr: int,
         cmdsn: int,
     ) -> None:

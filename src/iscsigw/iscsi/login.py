@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from .._types import contiguous
 from ..errors import LoginError
 from .auth import ChapAuthenticator, ChapSecrets, RecentChallenges, default_recent_challenges
 from .constants import FLAG_CONTINUE, FLAG_TRANSIT, Opcode, Stage
@@ -216,7 +217,7 @@ class LoginNegotiator:
             chunk, self._pending_out = self._pending_out, b""
             return self._respond(pdu, chunk, self._pending_ready)
 
-        data = bytes(pdu.data)
+        data = bytes(contiguous(pdu.data))
         self._text_total += len(data)
         if self._text_total > LOGIN_TEXT_MAX:
             raise _err(0x0302, "login text too long")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from .._types import Buffer, FileSlice, Payload
+from .._types import Buffer, FileSlice, Payload, Received
 from .constants import (
     BHS_LEN,
     DATA_IN_STATUS,
@@ -36,7 +36,7 @@ class Pdu:
     def __init__(
         self,
         bhs: bytearray | bytes | memoryview,
-        data: Buffer = _EMPTY,
+        data: Received = _EMPTY,
         ahs: bytes = _EMPTY,
         file_data: FileSlice | None = None,
     ) -> None:

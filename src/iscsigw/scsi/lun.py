@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-from .._types import Buffer, Payload
+from .._types import Payload, Received
 from ..backends.base import BlockBackend, immediate_io
 from ..errors import BackendError, BackendFenced, BackendNoSpace, BackendNotFound
 from .alua import AluaState, PortGroups
@@ -496,7 +496,7 @@ class LogicalUnit:
         return key
 
     def execute_now(
-        self, nexus: ITNexus, cdb: bytes, data_out: Buffer, expected_length: int
+        self, nexus: ITNexus, cdb: bytes, data_out: Received, expected_length: int
     ) -> Payload | None:
         """Run a plain READ or WRITE (10/16) at once, or return None for ``execute``.
 
@@ -531,7 +531,10 @@ class LogicalUnit:
         if q is None or q:
             return None
         unpack, writes = rw
-        flags, lba, n = unpack(cdb)
+        try:
+            flags, lba, n = unpack(cdb)
+        except struct.error:
+            return None  # a short CDB: execute() reports it
         bs = self.block_size
         length = n * bs
         if (
