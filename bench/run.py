@@ -814,6 +814,7 @@ class Workload:
     write: bool = False
     na: str | None = None  # set when the workload cannot run, with the reason
     cal_bytes: int = 0  # qemu-img bench: bytes moved by the (unrecorded) calibration run
+    digest: str | None = None  # HeaderDigest for this workload (None: --digest)
 
 
 def _iscsi_perf(t: Target, w: Workload, b: Bench) -> Sample:
@@ -831,7 +832,7 @@ def _iscsi_perf(t: Target, w: Workload, b: Bench) -> Sample:
             str(blocks),
             "-t",
             str(secs),
-            ep.url(b.digest),
+            ep.url(w.digest or b.digest),
         ],
         timeout=secs + 60,
         check=False,
@@ -866,7 +867,7 @@ def _qemu_bench(t: Target, w: Workload, b: Bench) -> Sample:
     ]
     if w.write:
         cmd += ["-w", "--pattern=165"]
-    cmd.append(ep.image_opts(b.digest))
+    cmd.append(ep.image_opts(w.digest or b.digest))
     limit = 60 + (count / rate * 4 if rate else 60)
     cp = run(cmd, timeout=limit, check=False)
     m = re.search(r"Run completed in ([\d.]+) seconds", cp.stdout)
@@ -894,7 +895,7 @@ def _fio_nbd(t: Target, w: Workload, b: Bench) -> Sample:
                 "-k",
                 str(t.nbd_socket),
                 "--image-opts",
-                ep.image_opts(b.digest),
+                ep.image_opts(w.digest or b.digest),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -1260,10 +1261,33 @@ def workloads(have: dict[str, bool]) -> list[Workload]:
             True,
         ),
     ]
-    cal = {"seqw1m": 256 * MIB, "seqr1m": 256 * MIB, "w4k32": 40 * MIB, "w4k1": 8 * MIB}
+    # The same 1M transfers with HeaderDigest=CRC32C (QEMU/libiscsi never offer DataDigest):
+    # the digest target compares these with the rows above, within one target.
+    for base in list(ws[:1]) + [w for w in ws if w.key == "seqr1m"]:
+        ws.append(
+            Workload(
+                base.key + "-hd",
+                base.title + ", HeaderDigest=CRC32C",
+                base.tool,
+                base.io_size,
+                base.unit,
+                base.fn,
+                base.depth,
+                base.write,
+                digest="crc32c",
+            )
+        )
+    cal = {
+        "seqw1m": 256 * MIB,
+        "seqr1m": 256 * MIB,
+        "seqw1m-hd": 256 * MIB,
+        "seqr1m-hd": 256 * MIB,
+        "w4k32": 40 * MIB,
+        "w4k1": 8 * MIB,
+    }
     for w in ws:
         w.cal_bytes = cal.get(w.key, 4 * MIB)
-    mix = ws[-1]
+    mix = next(w for w in ws if w.key == "mix4k32")
     if not (have.get("fio") and have.get("qemu-nbd")):
         mix.na = (
             "needs fio + qemu-nbd (apt-get install -y fio qemu-utils): iscsi-perf is "
@@ -1428,6 +1452,71 @@ def exit_text(proc: subprocess.Popen[str] | None) -> str:
     return f"exit code {code}"
 
 
+def targets_section(b: Bench, ws: list[Workload], a: Target, c: Target, tcp: float) -> list[str]:
+    """The performance issue's targets, each with the figure measured in this run."""
+    by_key = {w.key: w for w in ws if not w.na}
+
+    def fig(t: Target, key: str) -> float | None:
+        w = by_key.get(key)
+        ss = b.samples.get((t.label, key), []) if w else []
+        if not w or not ss:
+            return None
+        return median([s.iops if w.unit == "IOPS" else s.mibs for s in ss])
+
+    def ratio(key: str, den: Target | None = None, den_key: str | None = None) -> float | None:
+        x = fig(a, key)
+        y = fig(den or c, den_key or key)
+        return x / y if x is not None and y else None
+
+    rows: list[tuple[str, str, float | None, float, str]] = []
+    for key, what in (("rr4k32", "4K random read QD32"), ("w4k32", "4K write QD32")):
+        rows.append((what, f"{a.label}/{c.label} IOPS", ratio(key), 1.0, ">="))
+    for key, what in (("rr4k1", "4K random read QD1"), ("w4k1", "4K write QD1")):
+        r = ratio(key)
+        # QD1: latency is 1/IOPS, so latency ratio = IOPS(c)/IOPS(a)
+        rows.append((what, f"latency {a.label}/{c.label}", 1 / r if r else None, 1.2, "<="))
+    for key, what in (("seqr1m", "1M seq read QD8"), ("seqw1m", "1M seq write QD8")):
+        rows.append((what, f"{a.label}/{c.label} MiB/s", ratio(key), 1.2, ">="))
+        m = fig(a, key)
+        rows.append(
+            (
+                what,
+                f"{a.label} / half the TCP stream",
+                m / (tcp / 2) if m and tcp else None,
+                1.0,
+                ">=",
+            )
+        )
+    for key, what in (("seqr1m", "1M seq read"), ("seqw1m", "1M seq write")):
+        rows.append(
+            (
+                what + ", HeaderDigest=CRC32C",
+                f"{a.label} with/without digest",
+                ratio(key + "-hd", a, key),
+                0.85,
+                ">=",
+            )
+        )
+    L = ["## Targets (issue: performance)", ""]
+    L.append("| target | measure | value | goal | met |")
+    L.append("|---|---|---:|---:|---|")
+    for what, measure, v, goal, op in rows:
+        if v is None:
+            L.append(f"| {what} | {measure} | n/a | {op} {goal:.2f} | not measured |")
+            continue
+        ok = v >= goal if op == ">=" else v <= goal
+        L.append(
+            f"| {what} | {measure} | {v:.2f} | {op} {goal:.2f} | {'yes' if ok else '**no**'} |"
+        )
+    L.append("")
+    L.append(
+        "The RBD target (>= 0.8x direct librbd) is in bench/RESULTS-ceph.md (`--ceph`). "
+        "Header digests only: QEMU and libiscsi never offer DataDigest=CRC32C."
+    )
+    L.append("")
+    return L
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
@@ -1572,6 +1661,7 @@ def report(
             f"| {t.label} | {t.hwm_kib / 1024:.1f} MiB |" if t.hwm_kib else f"| {t.label} | n/a |"
         )
     L.append("")
+    L.extend(targets_section(b, ws, a, c, limits["tcp"][0]))
     L.append("## Distance from the physical limits")
     L.append("")
     tcp, tcp_how = limits["tcp"]
@@ -1794,8 +1884,8 @@ def main(argv: list[str] | None = None) -> int:
                 rc = 1
                 continue
             if t.kind == "iscsigw" and args.params == "spec":
-                gp = t.session_params() or {}
-                off = {k: gp.get(k) for k, v in params.items() if gp.get(k) != v}
+                stored = t.session_params() or {}
+                off = {k: stored.get(k) for k, v in params.items() if stored.get(k) != v}
                 if off:
                     log(f"WARNING: iscsigw's stored controls differ from the spec values: {off}")
             if t.kind == "iscsigw" and args.params == "gateway":

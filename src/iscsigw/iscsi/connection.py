@@ -686,7 +686,7 @@ class Connection:
             expected = task.expected_datasn[ttt]
             if pdu.datasn != expected or offset != start + got or got + n > length:
                 task.failed = True
-            elif n:
+            elif n and not task.failed:
                 task.parts.append((offset, data))
             task.expected_datasn[ttt] = expected + 1
             got += n
