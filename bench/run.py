@@ -1143,7 +1143,11 @@ def ceph_main(args: argparse.Namespace) -> int:
         )
         return 2
     info, versions = machine_info(), tool_versions()
-    ws = [w for w in workloads(have) if not args.only or w.key in args.only.split(",")]
+    ws = [
+        w
+        for w in workloads(have)
+        if w.key in FIO_RBD_RW and (not args.only or w.key in args.only.split(","))
+    ]
     IscsigwTarget.exe = Path(args.iscsigw)
     IscsigwTarget.tune = args.params == "spec"
     workdir = Path(tempfile.mkdtemp(prefix="iscsigw-bench-ceph-"))

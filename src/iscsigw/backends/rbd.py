@@ -239,6 +239,7 @@ class _NativeCaw:
                     lib.rbd_aio_release.restype = None
                     lib.rbd_get_size.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64)]
                     lib.rbd_get_size.restype = ctypes.c_int
+                    _declare_event_api(lib)
                     cls._lib = lib
                 except (OSError, AttributeError) as exc:
                     log.info("librbd C API not usable for compare-and-write: %s", exc)
@@ -320,6 +321,26 @@ def _caw_done(comp: int | None, arg: int | None) -> None:
 _CAW_DONE = _CAW_CB(_caw_done)  # one C callback for all requests, alive for the process
 
 
+def _declare_event_api(lib: Any) -> None:
+    """Prototypes of the calls ``_EventQueue`` and the native datapath make."""
+    vp, u64, sz, i = ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_int
+    protos: dict[str, tuple[list[Any], Any]] = {
+        "rbd_set_image_notification": ([vp, i, i], i),
+        "rbd_poll_io_events": ([vp, ctypes.POINTER(vp), i], i),
+        "rbd_aio_read": ([vp, u64, sz, vp, vp], i),
+        "rbd_aio_write": ([vp, u64, sz, ctypes.c_char_p, vp], i),
+        "rbd_aio_flush": ([vp, vp], i),
+        "rbd_aio_discard": ([vp, u64, u64, vp], i),
+        "rbd_aio_write_zeroes": ([vp, u64, sz, vp, i, i], i),
+    }
+    for name, (args, res) in protos.items():
+        fn = getattr(lib, name, None)
+        if fn is None:
+            continue  # an old librbd: the feature needing it stays off
+        fn.argtypes = args
+        fn.restype = res
+
+
 def _forget(inflight: set[asyncio.Future[Any]], _completion: Any, fut: asyncio.Future[Any]) -> None:
     inflight.discard(fut)
 
@@ -327,6 +348,95 @@ def _forget(inflight: set[asyncio.Future[Any]], _completion: Any, fut: asyncio.F
 def _settle(fut: asyncio.Future[_T], value: _T) -> None:
     if not fut.done():
         fut.set_result(value)
+
+
+class _EventQueue:
+    """librbd completions of one image, harvested on the event loop.
+
+    ``rbd_set_image_notification`` makes librbd signal an eventfd as each request completes
+    (completions created without a callback); the loop reads it and collects the finished
+    completions with ``rbd_poll_io_events``. No librbd thread ever runs Python or waits for
+    the GIL (the bindings' callbacks do both, through a work-queue hop, per I/O), and every
+    completion that finished meanwhile is settled in one wakeup. Every asynchronous request
+    on the image must then go through here: librbd queues each completed request for the
+    poll, whoever made it.
+    """
+
+    BATCH = 64
+
+    def __init__(self, lib: Any, handle: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._lib = lib
+        self._handle = ctypes.c_void_p(handle)
+        self._loop = loop
+        self._pending: dict[int, tuple[asyncio.Future[int], object]] = {}
+        self._comps = (ctypes.c_void_p * self.BATCH)()
+        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        r = lib.rbd_set_image_notification(self._handle, self._efd, _EVENT_TYPE_EVENTFD)
+        if r < 0:
+            os.close(self._efd)
+            raise _translate_errno(r, "rbd_set_image_notification")
+        loop.add_reader(self._efd, self._drain)
+
+    @classmethod
+    def create(cls, handle: int | None) -> _EventQueue | None:
+        lib = _NativeCaw.lib()
+        if handle is None or lib is None or not hasattr(lib, "rbd_poll_io_events"):
+            return None
+        try:
+            return cls(lib, handle, asyncio.get_running_loop())
+        except (OSError, BackendError) as exc:
+            log.info("librbd event notification unavailable (%s); using callbacks", exc)
+            return None
+
+    def submit(self, start: Callable[[ctypes.c_void_p], int], keep: object) -> asyncio.Future[int]:
+        """Create a completion, run ``start(completion)`` (an ``rbd_aio_*`` call), and return
+        a future for the request's return value. ``keep`` stays referenced until then."""
+        lib = self._lib
+        comp = ctypes.c_void_p()
+        if lib.rbd_aio_create_completion(None, _NO_CALLBACK, ctypes.byref(comp)) < 0:
+            raise BackendError("cannot create a librbd completion")
+        r = start(comp)
+        if r < 0:
+            lib.rbd_aio_release(comp)
+            raise _translate_errno(r, "submitting a request")
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self._pending[comp.value or 0] = (fut, keep)
+        return fut
+
+    def _drain(self) -> None:
+        try:
+            os.eventfd_read(self._efd)
+        except (BlockingIOError, InterruptedError):
+            pass
+        lib = self._lib
+        comps = self._comps
+        pending = self._pending
+        while True:
+            n = lib.rbd_poll_io_events(self._handle, comps, self.BATCH)
+            for i in range(max(n, 0)):
+                comp = comps[i]
+                rv = int(lib.rbd_aio_get_return_value(comp))
+                lib.rbd_aio_release(comp)
+                entry = pending.pop(comp or 0, None)
+                if entry is not None and not entry[0].done():
+                    entry[0].set_result(rv)
+            if n < self.BATCH:
+                return
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def close(self) -> None:
+        """Stop listening; call once nothing is pending (the image is closed right after)."""
+        if self._efd >= 0:
+            self._loop.remove_reader(self._efd)
+            os.close(self._efd)
+            self._efd = -1
+
+
+_EVENT_TYPE_EVENTFD = 2  # librbd.h: EVENT_TYPE_EVENTFD
+_NO_CALLBACK = _CAW_CB()  # a NULL rbd_callback_t: the completion is polled
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,6 +472,7 @@ class RbdBackend:
         self._size = 0
         self._object_size = 4 << 20
         self._caw_handle: int | None = None
+        self._events: _EventQueue | None = None  # the native datapath (see _EventQueue)
         self._caw_lock = asyncio.Lock()
         self._inflight: set[asyncio.Future[Any]] = set()
         self._fenced: str | None = None  # sticky: set when the connection is blocklisted
@@ -514,6 +625,7 @@ class RbdBackend:
     async def reconnect(self, *, takeover: bool = False) -> None:
         """After fencing: drop the blocklisted connection and open the image anew."""
         await self._drain()
+        self._stop_events()
         old = (self._cluster, self._image, self._ioctx)
         self._cluster = self._ioctx = self._image = None
         self._caw_handle = None
@@ -522,9 +634,37 @@ class RbdBackend:
         await asyncio.to_thread(
             self._open_blocking, size=None, create=False, data_pool=None, takeover=takeover
         )
+        self._start_events()
         self._fenced = None
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _start_events(self) -> None:
+        self._events = _EventQueue.create(self._caw_handle)
+
+    def _stop_events(self) -> None:
+        events, self._events = self._events, None
+        if events is not None:
+            events.close()
+
+    async def _native(
+        self, what: str, start: Callable[[ctypes.c_void_p], int], keep: object = None
+    ) -> int:
+        """One request on the native datapath; returns its (non-negative) return value."""
+        assert self._events is not None
+        try:
+            fut = self._events.submit(start, keep)
+        except BackendError as exc:
+            self._note(exc)
+            raise
+        self._inflight.add(fut)
+        fut.add_done_callback(self._inflight.discard)
+        rv = await fut
+        if rv < 0:
+            err = _translate_errno(rv, f"{self.spec}: {what}")
+            self._note(err)
+            raise err
+        return rv
 
     def _check_open(self) -> Any:
         if self._fenced is not None:
@@ -592,6 +732,17 @@ class RbdBackend:
         image = self._check(offset, length)
         if length == 0:
             return b""
+        if self._events is not None:
+            buf = bytearray(length)
+            dest = (ctypes.c_char * length).from_buffer(buf)
+            handle, lib = self._caw_handle, _NativeCaw._lib
+            await self._native(
+                f"reading {offset}+{length}",
+                lambda c: lib.rbd_aio_read(handle, offset, length, dest, c),
+                dest,
+            )
+            del dest  # releases the export of buf; unread bytes past the image stay zero
+            return buf
         data = await self._run(
             f"reading {offset}+{length}",
             lambda cb: image.aio_read(offset, length, cb),
@@ -606,6 +757,16 @@ class RbdBackend:
         image = self._check(offset, len(payload))
         if not payload:
             return
+        if self._events is not None:
+            handle, lib, n = self._caw_handle, _NativeCaw._lib, len(payload)
+            await self._native(
+                f"writing {offset}+{n}",
+                lambda c: lib.rbd_aio_write(handle, offset, n, payload, c),
+                payload,
+            )
+            if fua and self._cache:
+                await self.flush()
+            return
         await self._run(
             f"writing {offset}+{len(payload)}", lambda cb: image.aio_write(payload, offset, cb)
         )
@@ -614,11 +775,21 @@ class RbdBackend:
 
     async def flush(self) -> None:
         image = self._check_open()
+        if self._events is not None:
+            handle, lib = self._caw_handle, _NativeCaw._lib
+            await self._native("flushing", lambda c: lib.rbd_aio_flush(handle, c))
+            return
         await self._run("flushing", lambda cb: image.aio_flush(cb))
 
     async def discard(self, offset: int, length: int) -> None:
         image = self._check(offset, length)
-        if length:
+        if length and self._events is not None:
+            handle, lib = self._caw_handle, _NativeCaw._lib
+            await self._native(
+                f"discarding {offset}+{length}",
+                lambda c: lib.rbd_aio_discard(handle, offset, length, c),
+            )
+        elif length:
             await self._run(
                 f"discarding {offset}+{length}", lambda cb: image.aio_discard(offset, length, cb)
             )
@@ -627,8 +798,15 @@ class RbdBackend:
         image = self._check(offset, length)
         if not length:
             return
+        lib = _NativeCaw._lib
         if unmap:
             await self.discard(offset, length)
+        elif self._events is not None and getattr(lib, "rbd_aio_write_zeroes", None) is not None:
+            handle = self._caw_handle
+            await self._native(
+                f"zeroing {offset}+{length}",
+                lambda c: lib.rbd_aio_write_zeroes(handle, offset, length, c, 0, 0),
+            )
         elif hasattr(image, "aio_write_zeroes"):
             await self._run(
                 f"zeroing {offset}+{length}", lambda cb: image.aio_write_zeroes(offset, length, cb)
@@ -651,6 +829,8 @@ class RbdBackend:
         if handle is not None and offset // 512 == (offset + len(new) - 1) // 512:
             async with self._caw_lock:  # orders it against our other compare-and-writes
                 self._check_open()
+                # Not through _EventQueue: librbd's C rbd_aio_compare_and_write never uses the
+                # event socket (it is not "native async"); its callback signals completion.
                 fut = _NativeCaw.submit(handle, offset, cmp, new)
                 self._inflight.add(fut)
                 fut.add_done_callback(self._inflight.discard)
@@ -762,6 +942,7 @@ class RbdBackend:
             return
         self._closed = True
         await self._drain()
+        self._stop_events()
         handles = (self._cluster, self._image, self._ioctx)
         self._cluster = self._ioctx = self._image = None
         self._caw_handle = None
@@ -823,6 +1004,7 @@ async def open_rbd(
         data_pool=data_pool,
         takeover=takeover,
     )
+    backend._start_events()
     return backend
 
 
