@@ -7,12 +7,21 @@ subclasses; native library errors are translated inside the backend's own module
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from .._types import Buffer, FileSlice, Received
 
-__all__ = ["BlockBackend", "Extent", "FileSlice", "SupportsImmediateIO", "immediate_io"]
+__all__ = [
+    "BlockBackend",
+    "Extent",
+    "FileSlice",
+    "SupportsImmediateIO",
+    "SupportsStartedIO",
+    "immediate_io",
+    "started_io",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +121,32 @@ def immediate_io(backend: object) -> SupportsImmediateIO | None:
     """The backend itself when it can do immediate I/O, else None."""
     if callable(getattr(backend, "read_now", None)) and callable(
         getattr(backend, "write_now", None)
+    ):
+        return backend  # type: ignore[return-value]
+    return None
+
+
+class SupportsStartedIO(Protocol):
+    """Optional capability: reads and writes started at once, completed by a callback.
+
+    For backends whose I/O completes on the event loop later (librbd through its event
+    socket): the SCSI layer's fast path starts a READ or WRITE without a coroutine chain and
+    finishes the command from ``done``. ``done(result, data)`` gets a negative errno or a
+    non-negative result, and the data read. A False return means "not now" (the caller
+    uses ``read``/``write``, which report the reason).
+    """
+
+    def start_read(self, offset: int, length: int, done: Callable[[int, Buffer], None]) -> bool: ...
+
+    def start_write(self, offset: int, data: Received, done: Callable[[int, Buffer], None]) -> bool:
+        """A write that is durable when ``done`` reports success (no FUA needed)."""
+        ...
+
+
+def started_io(backend: object) -> SupportsStartedIO | None:
+    """The backend itself when it can start I/O with a completion callback, else None."""
+    if callable(getattr(backend, "start_read", None)) and callable(
+        getattr(backend, "start_write", None)
     ):
         return backend  # type: ignore[return-value]
     return None

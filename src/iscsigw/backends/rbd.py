@@ -65,7 +65,7 @@ from typing import Any, TypeVar, cast
 import rados
 import rbd
 
-from .._types import Buffer
+from .._types import Buffer, Received, contiguous
 from ..errors import BackendError, BackendFenced, BackendNoSpace, BackendNotFound, ConfigError
 from .base import Extent, extents_between, first_mismatch
 
@@ -368,7 +368,9 @@ class _EventQueue:
         self._lib = lib
         self._handle = ctypes.c_void_p(handle)
         self._loop = loop
-        self._pending: dict[int, tuple[asyncio.Future[int], object]] = {}
+        # completion -> (what to call with the return value, what must stay alive until then)
+        self._pending: dict[int, tuple[Callable[[int], None], object]] = {}
+        self._idle: asyncio.Future[None] | None = None
         self._comps = (ctypes.c_void_p * self.BATCH)()
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         r = lib.rbd_set_image_notification(self._handle, self._efd, _EVENT_TYPE_EVENTFD)
@@ -391,6 +393,14 @@ class _EventQueue:
     def submit(self, start: Callable[[ctypes.c_void_p], int], keep: object) -> asyncio.Future[int]:
         """Create a completion, run ``start(completion)`` (an ``rbd_aio_*`` call), and return
         a future for the request's return value. ``keep`` stays referenced until then."""
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self.start(start, keep, functools.partial(_settle, fut))
+        return fut
+
+    def start(
+        self, start: Callable[[ctypes.c_void_p], int], keep: object, done: Callable[[int], None]
+    ) -> None:
+        """Like ``submit``, but ``done(return value)`` is called on the loop instead."""
         lib = self._lib
         comp = ctypes.c_void_p()
         if lib.rbd_aio_create_completion(None, _NO_CALLBACK, ctypes.byref(comp)) < 0:
@@ -399,9 +409,14 @@ class _EventQueue:
         if r < 0:
             lib.rbd_aio_release(comp)
             raise _translate_errno(r, "submitting a request")
-        fut: asyncio.Future[int] = self._loop.create_future()
-        self._pending[comp.value or 0] = (fut, keep)
-        return fut
+        self._pending[comp.value or 0] = (done, keep)
+
+    async def wait_idle(self) -> None:
+        """Until every request started here has completed."""
+        while self._pending:
+            if self._idle is None or self._idle.done():
+                self._idle = self._loop.create_future()
+            await asyncio.shield(self._idle)
 
     def _drain(self) -> None:
         try:
@@ -418,10 +433,16 @@ class _EventQueue:
                 rv = int(lib.rbd_aio_get_return_value(comp))
                 lib.rbd_aio_release(comp)
                 entry = pending.pop(comp or 0, None)
-                if entry is not None and not entry[0].done():
-                    entry[0].set_result(rv)
+                if entry is not None:
+                    try:
+                        entry[0](rv)
+                    except Exception:  # a completion handler must not stop the others
+                        log.exception("librbd completion handler failed")
             if n < self.BATCH:
-                return
+                break
+        idle = self._idle
+        if not pending and idle is not None and not idle.done():
+            idle.set_result(None)
 
     @property
     def busy(self) -> bool:
@@ -725,8 +746,63 @@ class RbdBackend:
     async def _drain(self) -> None:
         if self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        if self._events is not None:
+            await self._events.wait_idle()
 
     # -- datapath -----------------------------------------------------------------------------
+
+    def start_read(self, offset: int, length: int, done: Callable[[int, Buffer], None]) -> bool:
+        """Start a read now; ``done(return value, data)`` follows on the loop. False when it
+        cannot start here (no native datapath, fenced, closed, out of range): use ``read``."""
+        events = self._events
+        if (
+            events is None
+            or self._fenced is not None
+            or self._closed
+            or offset < 0
+            or length <= 0
+            or offset + length > self._size
+        ):
+            return False
+        buf = bytearray(length)
+        dest = (ctypes.c_char * length).from_buffer(buf)
+        handle, lib = self._caw_handle, _NativeCaw._lib
+        try:
+            events.start(
+                lambda c: lib.rbd_aio_read(handle, offset, length, dest, c),
+                dest,
+                lambda rv: done(rv, buf),
+            )
+        except BackendError:
+            return False
+        return True
+
+    def start_write(self, offset: int, data: Received, done: Callable[[int, Buffer], None]) -> bool:
+        """Start a write now (no FUA: the cache is off, an acknowledged write is on the OSDs);
+        ``done(return value, b"")`` follows on the loop. False: use ``write``."""
+        events = self._events
+        n = len(data)
+        if (
+            events is None
+            or self._cache
+            or self._fenced is not None
+            or self._closed
+            or offset < 0
+            or n <= 0
+            or offset + n > self._size
+        ):
+            return False
+        payload = data if isinstance(data, bytes) else bytes(contiguous(data))
+        handle, lib = self._caw_handle, _NativeCaw._lib
+        try:
+            events.start(
+                lambda c: lib.rbd_aio_write(handle, offset, n, payload, c),
+                payload,
+                lambda rv: done(rv, b""),
+            )
+        except BackendError:
+            return False
+        return True
 
     async def read(self, offset: int, length: int) -> Buffer:
         image = self._check(offset, length)

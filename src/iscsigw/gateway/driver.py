@@ -10,6 +10,7 @@ a slow backend never stalls the reader (NOP pings keep flowing).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import types
 from collections.abc import Coroutine, Generator
@@ -32,6 +33,7 @@ from .rawsock import RawTransport
 from .sockwriter import SocketWriter
 
 if TYPE_CHECKING:
+    from ..scsi.lun import LogicalUnit
     from .runtime import GatewayRuntime, SessionView
 
 log = logging.getLogger("iscsigw.conn")
@@ -50,6 +52,9 @@ class IscsiProtocol:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._running: dict[int, asyncio.Task[None]] = {}
+        # Commands started on a backend that completes them by callback (start_now).
+        self._started: dict[int, CommandReady] = {}
+        self._started_idle: asyncio.Future[None] | None = None
         self._closed = False
         self._flush_pending = False
         self._pumping = False
@@ -215,8 +220,45 @@ class IscsiProtocol:
                             data = data.materialize()  # the digest needs the bytes
                     conn.complete_good(ev.itt, data)
                     return
-        # Otherwise run eagerly: a command that completes without waiting never becomes a
-        # task, and its reply leaves with the rest of this batch in one send (see _pump).
+                # ... or is started, and completed by the backend's callback (librbd).
+                if lu.start_now(
+                    self.nexus,  # type: ignore[arg-type]
+                    ev.cdb,
+                    ev.data,
+                    ev.expected_length,
+                    functools.partial(self._started_done, ev, lu),
+                ):
+                    self._started[ev.itt] = ev
+                    return
+        self._run_eagerly(ev)
+
+    def _started_done(self, ev: CommandReady, lu: LogicalUnit, data: Buffer | None) -> None:
+        self._started.pop(ev.itt, None)
+        if not self._closed:
+            if data is None:
+                self._run_eagerly(ev)  # the backend failed: the full path reports it
+            else:
+                conn = self.conn
+                assert conn is not None
+                n = ev.expected_length
+                io_counters(lu).count(ev.cdb[0], 0 if ev.write else n, n if ev.write else 0)
+                conn.complete_good(ev.itt, data)
+            if not self._pumping:
+                self._schedule_flush()
+        idle = self._started_idle
+        if not self._started and idle is not None and not idle.done():
+            idle.set_result(None)
+
+    async def _wait_started(self) -> None:
+        """Until every command started on a backend (start_now) has completed."""
+        while self._started:
+            if self._started_idle is None or self._started_idle.done():
+                self._started_idle = self.loop.create_future()
+            await asyncio.shield(self._started_idle)
+
+    def _run_eagerly(self, ev: CommandReady) -> None:
+        # A command that completes without waiting never becomes a task, and its reply leaves
+        # with the rest of this batch in one send (see _pump).
         coro = self._run_command(ev)
         try:
             yielded = coro.send(None)
@@ -288,11 +330,14 @@ class IscsiProtocol:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if any(itt in self._started for itt in itts):
+            await self._wait_started()  # a started backend request cannot be recalled
 
     async def drain_commands(self) -> None:
         tasks = list(self._running.values())
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self._wait_started()
 
     # -- TMF / logout -------------------------------------------------------------------------
     async def _tmf(self, ev: TaskManagementRequested) -> None:

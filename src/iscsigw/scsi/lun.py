@@ -17,8 +17,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-from .._types import Payload, Received
-from ..backends.base import BlockBackend, immediate_io
+from .._types import Buffer, Payload, Received
+from ..backends.base import BlockBackend, immediate_io, started_io
 from ..errors import BackendError, BackendFenced, BackendNoSpace, BackendNotFound
 from .alua import AluaState, PortGroups
 from .cluster import LuCluster
@@ -108,6 +108,7 @@ class LogicalUnit:
         self.counts = self.limits.for_block_size(self.block_size)
         # The fast path (execute_now) stands for the default table's READ/WRITE handlers only.
         self._immediate = immediate_io(backend) if self.table is DEFAULT_TABLE else None
+        self._started = started_io(backend) if self.table is DEFAULT_TABLE else None
         self.zero_block = bytes(self.block_size)
         # Mode page state (shared by all I_T nexuses)
         self.default_wce = write_cache
@@ -495,22 +496,13 @@ class LogicalUnit:
         self._keys[id(nexus)] = (nexus, key)
         return key
 
-    def execute_now(
+    def _plain_rw(
         self, nexus: ITNexus, cdb: bytes, data_out: Received, expected_length: int
-    ) -> Payload | None:
-        """Run a plain READ or WRITE (10/16) at once, or return None for ``execute``.
-
-        The common I/O of a healthy LU: no unit attention for this nexus, no reservation, no
-        ALUA restriction, no sanitize, no write protection, write-back cache and no FUA, the
-        transfer length equal to EDTL, on a backend that completes immediately (page cache,
-        memory). These are the checks ``execute`` makes for such a command, without the
-        command table and the coroutine chain. Returns the Data-In (empty for a write). Any
-        doubt, including a backend error, returns None: the command then takes the full path,
-        which reports it with the right sense data.
-        """
-        io = self._immediate
-        if io is None:
-            return None
+    ) -> tuple[bool, int, int] | None:
+        """(writes, byte offset, byte length) of a READ/WRITE (10/16) the fast paths may run,
+        or None. The checks ``execute`` makes for such a command on a healthy LU: no unit
+        attention for this nexus, no reservation, no ALUA restriction, no sanitize, no write
+        protection, write-back cache and no FUA, the transfer length equal to EDTL."""
         rw = _FAST_RW.get(cdb[0])
         if rw is None:
             return None
@@ -545,26 +537,81 @@ class LogicalUnit:
             or n > self.counts.max_transfer
         ):
             return None
+        if writes and (
+            flags & 0x08  # FUA
+            or not self.wce
+            or self.read_only
+            or self.swp
+            or self._gate.exclusive
+            or len(data_out) != length
+        ):
+            return None
+        return writes, lba * bs, length
+
+    def execute_now(
+        self, nexus: ITNexus, cdb: bytes, data_out: Received, expected_length: int
+    ) -> Payload | None:
+        """Run a plain READ or WRITE (10/16) at once, or return None for ``execute``.
+
+        For a backend that completes immediately (page cache, memory), a command that passes
+        ``_plain_rw`` runs here without the command table and the coroutine chain. Returns
+        the Data-In (empty for a write). Any doubt, including a backend error, returns None:
+        the command then takes the full path, which reports it with the right sense data.
+        """
+        io = self._immediate
+        if io is None:
+            return None
+        plain = self._plain_rw(nexus, cdb, data_out, expected_length)
+        if plain is None:
+            return None
+        writes, offset, length = plain
         try:
             if writes:
-                if (
-                    flags & 0x08  # FUA
-                    or not self.wce
-                    or self.read_only
-                    or self.swp
-                    or self._gate.exclusive
-                    or len(data_out) != length
-                ):
-                    return None
-                io.write_now(lba * bs, data_out)
+                io.write_now(offset, data_out)
                 return b""
             if length >= ZERO_COPY_MIN:
                 read_slice = getattr(io, "read_slice", None)
                 if read_slice is not None:
-                    return read_slice(lba * bs, length)  # type: ignore[no-any-return]
-            return io.read_now(lba * bs, length)
+                    return read_slice(offset, length)  # type: ignore[no-any-return]
+            return io.read_now(offset, length)
         except BackendError:
             return None
+
+    def start_now(
+        self,
+        nexus: ITNexus,
+        cdb: bytes,
+        data_out: Received,
+        expected_length: int,
+        done: Callable[[Buffer | None], None],
+    ) -> bool:
+        """Start a plain READ or WRITE (10/16) on a backend that completes by callback.
+
+        True: ``done(data)`` follows on the event loop with the Data-In (empty for a write),
+        or with None when the backend failed (the caller then runs the command through
+        ``execute``, which reports the error with the right sense data; READ and WRITE are
+        idempotent). False: nothing was started; use ``execute``.
+        """
+        io = self._started
+        if io is None:
+            return False
+        plain = self._plain_rw(nexus, cdb, data_out, expected_length)
+        if plain is None:
+            return False
+        writes, offset, length = plain
+        if not writes:
+            return io.start_read(offset, length, lambda rv, data: done(data if rv >= 0 else None))
+        gate = self._gate
+        gate.shared += 1  # an exclusive COMPARE AND WRITE waits for this write
+
+        def written(rv: int, _: Buffer) -> None:
+            gate.leave_shared()
+            done(b"" if rv >= 0 else None)
+
+        if io.start_write(offset, data_out, written):
+            return True
+        gate.leave_shared()
+        return False
 
     async def execute(self, cmd: ScsiCommand) -> ScsiResult:
         cdb = cmd.cdb
