@@ -815,6 +815,7 @@ class Workload:
     na: str | None = None  # set when the workload cannot run, with the reason
     cal_bytes: int = 0  # qemu-img bench: bytes moved by the (unrecorded) calibration run
     digest: str | None = None  # HeaderDigest for this workload (None: --digest)
+    fio_rw: str = "randrw"  # fio nbd workloads: --rw (randrw mixes 70 % reads)
 
 
 def _iscsi_perf(t: Target, w: Workload, b: Bench) -> Sample:
@@ -916,7 +917,7 @@ def _fio_nbd(t: Target, w: Workload, b: Bench) -> Sample:
         "--name=bench",
         "--ioengine=nbd",
         f"--uri=nbd+unix:///?socket={t.nbd_socket}",
-        "--rw=randrw",
+        f"--rw={w.fio_rw}",
         "--rwmixread=70",
         f"--bs={w.io_size}",
         f"--iodepth={w.depth}",
@@ -996,6 +997,7 @@ FIO_RBD_RW = {
     "seqr1m": "read",
     "rr4k32": "randread",
     "rr4k1": "randread",
+    "rw4k32": "randwrite",
     "mix4k32": "randrw",
 }
 CEPH_SCRIPT = REPO / "scripts" / "ceph-dev-cluster"
@@ -1255,6 +1257,17 @@ def workloads(have: dict[str, bool]) -> list[Workload]:
         Workload("rr4k32", "4K random read QD32", "iscsi-perf -r", 4096, "IOPS", _iscsi_perf, 32),
         Workload("rr4k1", "4K random read QD1", "iscsi-perf -r", 4096, "IOPS", _iscsi_perf, 1),
         Workload(
+            "rw4k32",
+            "4K random write QD32",
+            "fio nbd -> qemu-nbd",
+            4096,
+            "IOPS",
+            _fio_nbd,
+            32,
+            True,
+            fio_rw="randwrite",
+        ),
+        Workload(
             "mix4k32",
             "4K random 70/30 r/w QD32",
             "fio nbd -> qemu-nbd",
@@ -1291,12 +1304,13 @@ def workloads(have: dict[str, bool]) -> list[Workload]:
     }
     for w in ws:
         w.cal_bytes = cal.get(w.key, 4 * MIB)
-    mix = next(w for w in ws if w.key == "mix4k32")
     if not (have.get("fio") and have.get("qemu-nbd")):
-        mix.na = (
-            "needs fio + qemu-nbd (apt-get install -y fio qemu-utils): iscsi-perf is "
-            "read-only and qemu-img bench does one direction, sequentially"
-        )
+        for w in ws:
+            if w.fn is _fio_nbd:
+                w.na = (
+                    "needs fio + qemu-nbd (apt-get install -y fio qemu-utils): iscsi-perf is "
+                    "read-only and qemu-img bench does one direction, sequentially"
+                )
     return ws
 
 
@@ -1473,7 +1487,11 @@ def targets_section(b: Bench, ws: list[Workload], a: Target, c: Target, tcp: flo
         return x / y if x is not None and y else None
 
     rows: list[tuple[str, str, float | None, float, str]] = []
-    for key, what in (("rr4k32", "4K random read QD32"), ("w4k32", "4K write QD32")):
+    for key, what in (
+        ("rr4k32", "4K random read QD32"),
+        ("rw4k32", "4K random write QD32"),
+        ("w4k32", "4K sequential write QD32"),
+    ):
         rows.append((what, f"{a.label}/{c.label} IOPS", ratio(key), 1.0, ">="))
     for key, what in (("rr4k1", "4K random read QD1"), ("w4k1", "4K write QD1")):
         r = ratio(key)
@@ -1773,7 +1791,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        help="comma-separated workload keys (seqw1m,w4k32,w4k1,seqr1m,rr4k32,rr4k1,mix4k32)",
+        help="comma-separated workload keys (seqw1m,w4k32,w4k1,seqr1m,rr4k32,rr4k1,rw4k32,"
+        "mix4k32,seqw1m-hd,seqr1m-hd)",
     )
     p.add_argument(
         "--params",

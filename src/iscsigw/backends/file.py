@@ -310,6 +310,18 @@ class FileBackend:
         if length:
             await self._write_zeros(fd, offset, length)
 
+    def mapped_now(self, offset: int, length: int) -> bool:
+        """True when [offset, offset+length) is known to hold data without a syscall (inside
+        the cached data run); False means "not known", not "unmapped"."""
+        known = self._data_run
+        return (
+            self._fd >= 0
+            and known is not None
+            and known[0] == self._hole_gen
+            and known[1] <= offset
+            and offset + length <= known[2]
+        )
+
     async def extents(self, offset: int, length: int) -> list[Extent]:
         fd = self._check(offset, length)
         if length == 0:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from .._types import Buffer, Payload, Received
-from ..backends.base import BlockBackend, immediate_io, started_io
+from ..backends.base import BlockBackend, SupportsImmediateIO, immediate_io, started_io
 from ..errors import BackendError, BackendFenced, BackendNoSpace, BackendNotFound
 from .alua import AluaState, PortGroups
 from .cluster import LuCluster
@@ -27,7 +27,13 @@ from .gate import WriteGate
 from .identity import LuIdentity
 from .limits import BlockLimits
 from .pr import MemoryPrStore, PrAccess, PrState, PrStore
-from .sbc import ZERO_COPY_MIN
+from .sbc import (
+    PROVISIONING_MAPPED,
+    ZERO_COPY_MIN,
+    lba_status_data,
+    lba_status_descriptors,
+    lba_status_scan_blocks,
+)
 from .sense import (
     ASYMMETRIC_ACCESS_STATE_CHANGED,
     BUS_DEVICE_RESET,
@@ -67,6 +73,7 @@ SANITIZE_IN_PROGRESS = SenseCode(0x2, 0x04, 0x1B)
 
 _RW10 = struct.Struct(">xBIxH").unpack_from  # flags, lba, length
 _RW16 = struct.Struct(">xBQI").unpack_from
+_GLS = struct.Struct(">2xQI").unpack_from  # GET LBA STATUS: starting LBA, allocation length
 # Opcodes ``execute_now`` handles: READ/WRITE (10) and (16) -> (CDB decoder, writes?)
 _FAST_RW: dict[int, tuple[Callable[[bytes], tuple[int, int, int]], bool]] = {
     0x28: (_RW10, False),
@@ -496,16 +503,9 @@ class LogicalUnit:
         self._keys[id(nexus)] = (nexus, key)
         return key
 
-    def _plain_rw(
-        self, nexus: ITNexus, cdb: bytes, data_out: Received, expected_length: int
-    ) -> tuple[bool, int, int] | None:
-        """(writes, byte offset, byte length) of a READ/WRITE (10/16) the fast paths may run,
-        or None. The checks ``execute`` makes for such a command on a healthy LU: no unit
-        attention for this nexus, no reservation, no ALUA restriction, no sanitize, no write
-        protection, write-back cache and no FUA, the transfer length equal to EDTL."""
-        rw = _FAST_RW.get(cdb[0])
-        if rw is None:
-            return None
+    def _healthy(self, nexus: ITNexus) -> bool:
+        """Nothing stands between ``nexus`` and the medium: no unit attention for it, no
+        reservation, no ALUA restriction of its port, no sanitize."""
         cluster = self.cluster
         if cluster is not None:
             cluster.refresh()  # what other gateways committed before this command
@@ -518,9 +518,36 @@ class LogicalUnit:
             or self.reservation_holder is not None
             or self.pr_store.current.reservation is not None
         ):
-            return None
+            return False
         q = self._ua.get(self._key(nexus))
-        if q is None or q:
+        return q is not None and not q
+
+    def _lba_status_now(self, nexus: ITNexus, cdb: bytes, io: SupportsImmediateIO) -> bytes | None:
+        """GET LBA STATUS answered from what the backend knows without I/O (a file's cached
+        data run), when the whole range the command looks at is mapped; else None."""
+        mapped_now = getattr(io, "mapped_now", None)
+        if mapped_now is None or len(cdb) < 16 or not self._healthy(nexus):
+            return None
+        lba, alloc = _GLS(cdb)
+        bs = self.block_size
+        cap = self.backend.size // bs
+        if lba >= cap:
+            return None
+        max_desc = lba_status_descriptors(alloc)
+        span = min(cap - lba, lba_status_scan_blocks(max_desc, bs))
+        if span > 0xFFFFFFFF or not mapped_now(lba * bs, span * bs):
+            return None
+        return lba_status_data([[lba, span, PROVISIONING_MAPPED]], max_desc, alloc)
+
+    def _plain_rw(
+        self, nexus: ITNexus, cdb: bytes, data_out: Received, expected_length: int
+    ) -> tuple[bool, int, int] | None:
+        """(writes, byte offset, byte length) of a READ/WRITE (10/16) the fast paths may run,
+        or None. The checks ``execute`` makes for such a command on a healthy LU: no unit
+        attention for this nexus, no reservation, no ALUA restriction, no sanitize, no write
+        protection, write-back cache and no FUA, the transfer length equal to EDTL."""
+        rw = _FAST_RW.get(cdb[0])
+        if rw is None or not self._healthy(nexus):
             return None
         unpack, writes = rw
         try:
@@ -563,6 +590,8 @@ class LogicalUnit:
             return None
         plain = self._plain_rw(nexus, cdb, data_out, expected_length)
         if plain is None:
+            if cdb[0] == 0x9E and cdb[1] & 0x1F == 0x12:  # GET LBA STATUS: QEMU asks per read
+                return self._lba_status_now(nexus, cdb, io)
             return None
         writes, offset, length = plain
         try:

@@ -402,7 +402,7 @@ async def get_lba_status(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     # Describe as many runs as the allocation length holds (at least one), asking the backend
     # one window at a time; adjacent runs of the same status are merged, so a fully
     # deallocated LU is one descriptor up to the last LBA.
-    max_desc = max(1, (alloc - 8) // 16) if alloc > 8 else 1
+    max_desc = lba_status_descriptors(alloc)
     window = max(1, LBA_STATUS_SCAN_BYTES // bs)
     runs: list[list[int]] = []  # [start, blocks, status]
     pos = lba
@@ -431,8 +431,23 @@ async def get_lba_status(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
         pos += blocks
         # Bounded work per command: the initiator asks again from where the last descriptor
         # ends (QEMU asks before reads; an unbounded scan of a big hole cost 43 ms on tmpfs).
-        if len(runs) > max_desc or pos - lba >= max_desc * LBA_STATUS_SCAN_LIMIT_BYTES // bs:
+        if len(runs) > max_desc or pos - lba >= lba_status_scan_blocks(max_desc, bs):
             break
+    return ScsiResult(data=lba_status_data(runs, max_desc, alloc))
+
+
+def lba_status_descriptors(alloc: int) -> int:
+    """How many LBA status descriptors an allocation length holds (at least one)."""
+    return max(1, (alloc - 8) // 16) if alloc > 8 else 1
+
+
+def lba_status_scan_blocks(max_desc: int, block_size: int) -> int:
+    """How far one GET LBA STATUS looks past its starting LBA, in blocks."""
+    return max_desc * LBA_STATUS_SCAN_LIMIT_BYTES // block_size
+
+
+def lba_status_data(runs: list[list[int]], max_desc: int, alloc: int) -> bytes:
+    """GET LBA STATUS parameter data for ``runs`` ([start, blocks, status]), cut to ``alloc``."""
     body = bytearray()
     for start, count, status in runs[:max_desc]:
         while count and len(body) < 16 * max_desc:
@@ -441,7 +456,7 @@ async def get_lba_status(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
             start += run
             count -= run
     data = _BE32(len(body) + 4) + bytes(4) + body
-    return ScsiResult(data=data[:alloc])
+    return data[:alloc]
 
 
 # ---------------------------------------------------------------------------------------------
