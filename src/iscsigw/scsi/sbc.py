@@ -403,7 +403,9 @@ async def get_lba_status(lu: LogicalUnit, cmd: ScsiCommand) -> ScsiResult:
     # one window at a time; adjacent runs of the same status are merged, so a fully
     # deallocated LU is one descriptor up to the last LBA.
     max_desc = lba_status_descriptors(alloc)
-    window = max(1, LBA_STATUS_SCAN_BYTES // bs)
+    # A backend whose extents() costs per call rather than per byte (librbd: a thread hop and
+    # an OSD round trip each) says how much one call should cover.
+    window = max(1, getattr(lu.backend, "extents_window", LBA_STATUS_SCAN_BYTES) // bs)
     runs: list[list[int]] = []  # [start, blocks, status]
     pos = lba
     while pos < cap:
