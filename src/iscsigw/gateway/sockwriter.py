@@ -11,13 +11,24 @@ import asyncio
 import errno
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from .._types import FileSlice, Payload
 
 _IOV_MAX = 1024
 HIGH_WATER = 8 << 20
 LOW_WATER = 2 << 20
+
+
+def _unsent(items: list[Payload], sent: int) -> list[Payload]:
+    """What is left of ``items`` (buffers only) after the first ``sent`` bytes went out."""
+    for i, item in enumerate(items):
+        size = len(item)
+        if sent < size:
+            rest = items[i + 1 :]
+            return [memoryview(item)[sent:], *rest] if sent else items[i:]  # type: ignore[arg-type]
+        sent -= size
+    return []
 
 
 class SocketWriter:
@@ -46,10 +57,29 @@ class SocketWriter:
     def pending(self) -> int:
         return self._queued
 
-    def write(self, items: Iterable[Payload]) -> None:
+    def write(self, items: list[Payload]) -> None:
         if self._closed:
             return
         q = self._queue
+        if not q and not self._waiting and len(items) <= _IOV_MAX:
+            # Nothing queued (the usual case): one writev straight from the list.
+            total = 0
+            for item in items:
+                if isinstance(item, FileSlice):
+                    break
+                total += len(item)
+            else:
+                try:
+                    n = os.writev(self._fd, items)  # type: ignore[arg-type]
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError as exc:
+                    self.close()
+                    self._on_error(exc)
+                    return
+                if n == total:
+                    return
+                items = _unsent(items, n)
         for item in items:
             n = len(item)
             if n:
