@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from conn_stubs import StubPolicy
 
 from iscsigw.iscsi import pdu as P
-from iscsigw.iscsi.auth import ChapSecrets
 from iscsigw.iscsi.connection import Connection, Timeouts
 from iscsigw.iscsi.constants import RESERVED_TAG, Opcode, TmfFunction, TmfResponse
 from iscsigw.iscsi.events import (
@@ -25,41 +25,10 @@ TARGET = "iqn.2026-11.io.iscsigw:test"
 INITIATOR = "iqn.2026-11.io.iscsigw:initiator"
 
 
-class _Target:
-    name = TARGET
-    alias = ""
-    tpgt = 1
-
-    def allows(self, initiator_name: str) -> bool:
-        return True
-
-    def chap_for(self, initiator_name: str) -> ChapSecrets | None:
-        return None
-
-
-class _Policy:
-    def __init__(self, settings: TargetSettings) -> None:
-        self.settings = settings
-
-    def find_target(self, name: str) -> _Target | None:
-        return _Target() if name == TARGET else None
-
-    def discovery_chap(self, initiator_name: str) -> ChapSecrets | None:
-        return None
-
-    def bind_session(self, **_: object) -> int:
-        return 5
-
-    def send_targets(
-        self, initiator_name: str, which: str, current_target: str | None
-    ) -> list[tuple[str, list[str]]]:
-        return [(TARGET, ["127.0.0.1:3260,1"])]
-
-
 class Harness:
     def __init__(self, **settings: object) -> None:
         s = TargetSettings(**settings)  # type: ignore[arg-type]
-        policy = _Policy(s)
+        policy = StubPolicy(s, TARGET, tsih=5)
         self.now = 1000.0
         self.conn = Connection(
             policy,

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conn_stubs import StubPolicy
 
 from iscsigw._types import FileSlice, Payload
 from iscsigw.iscsi import pdu as P
-from iscsigw.iscsi.auth import ChapSecrets
 from iscsigw.iscsi.connection import Connection
 from iscsigw.iscsi.constants import RESERVED_TAG, Opcode, TmfFunction, TmfResponse
 from iscsigw.iscsi.digest import crc32c
@@ -119,37 +119,6 @@ def scsi_rsp_hdr(
 # ---------------------------------------------------------------------------------- harness
 
 
-class _Target:
-    name = TARGET
-    alias = ""
-    tpgt = 1
-
-    def allows(self, initiator_name: str) -> bool:
-        return True
-
-    def chap_for(self, initiator_name: str) -> ChapSecrets | None:
-        return None
-
-
-class _Policy:
-    def __init__(self, settings: TargetSettings) -> None:
-        self.settings = settings
-
-    def find_target(self, name: str) -> _Target | None:
-        return _Target() if name == TARGET else None
-
-    def discovery_chap(self, initiator_name: str) -> ChapSecrets | None:
-        return None
-
-    def bind_session(self, **_: object) -> int:
-        return 7
-
-    def send_targets(
-        self, initiator_name: str, which: str, current_target: str | None
-    ) -> list[tuple[str, list[str]]]:
-        return [(TARGET, ["127.0.0.1:3260,1"])]
-
-
 def _random(n: int) -> bytes:
     return bytes.fromhex("3456789a")[:n].ljust(n, b"\x5a")
 
@@ -168,7 +137,7 @@ class Initiator:
         digests: bool = False,
         cmdsn: int = 1,
     ) -> None:
-        policy = _Policy(TargetSettings())
+        policy = StubPolicy(TargetSettings(), TARGET, tsih=7)
         self.conn = Connection(policy, policy, now=0.0, random_bytes=_random)
         self.digests = digests
         self.cmdsn = cmdsn

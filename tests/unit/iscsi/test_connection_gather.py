@@ -15,12 +15,12 @@ import weakref
 from collections.abc import Iterable, Sequence
 
 import pytest
+from conn_stubs import StubPolicy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iscsigw._types import Segments
 from iscsigw.iscsi import pdu as P
-from iscsigw.iscsi.auth import ChapSecrets
 from iscsigw.iscsi.connection import SENSE_DATA_PHASE, Connection, Timeouts
 from iscsigw.iscsi.constants import RESERVED_TAG, Opcode
 from iscsigw.iscsi.events import CommandReady, LoginCompleted
@@ -61,37 +61,6 @@ def views_of(data: object) -> list[memoryview]:
 # ---------------------------------------------------------------------------------- harness
 
 
-class _Target:
-    name = TARGET
-    alias = ""
-    tpgt = 1
-
-    def allows(self, initiator_name: str) -> bool:
-        return True
-
-    def chap_for(self, initiator_name: str) -> ChapSecrets | None:
-        return None
-
-
-class _Policy:
-    def __init__(self, settings: TargetSettings) -> None:
-        self.settings = settings
-
-    def find_target(self, name: str) -> _Target | None:
-        return _Target() if name == TARGET else None
-
-    def discovery_chap(self, initiator_name: str) -> ChapSecrets | None:
-        return None
-
-    def bind_session(self, **_: object) -> int:
-        return 9
-
-    def send_targets(
-        self, initiator_name: str, which: str, current_target: str | None
-    ) -> list[tuple[str, list[str]]]:
-        return [(TARGET, ["127.0.0.1:3260,1"])]
-
-
 class R2T:
     def __init__(self, p: Pdu) -> None:
         assert p.opcode == Opcode.R2T
@@ -116,7 +85,7 @@ class Initiator:
         **offer: object,
     ) -> None:
         settings = target or TargetSettings()
-        policy = _Policy(settings)
+        policy = StubPolicy(settings, TARGET, tsih=9)
         self.conn = Connection(
             policy, policy, now=0.0, timeouts=Timeouts(login=10, nop_interval=1e6)
         )
